@@ -1,0 +1,45 @@
+"""The navigation bar: each page the portal has, and who sees it. Apps add their pages here."""
+
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from .roles import Role, roles_of
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    roles: frozenset[Role] | None = None  # None: every signed-in user
+    staff_only: bool = False
+
+    def visible_to(self, user, roles: list[Role]) -> bool:
+        if self.staff_only:
+            return user.is_staff
+        return self.roles is None or bool(self.roles.intersection(roles))
+
+
+NAVIGATION = [
+    NavItem("Home", "home"),
+    NavItem("Teams", "accounts:teams"),
+    NavItem("API", "api-docs"),
+    NavItem("Admin", "admin:index", staff_only=True),
+]
+
+
+def items_for(user) -> list[dict]:
+    roles = roles_of(user)
+    return [
+        {"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name}
+        for item in NAVIGATION
+        if item.visible_to(user, roles)
+    ]
+
+
+def navigation(request) -> dict:
+    """Template context processor: the signed-in user's navigation and roles."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_items": [], "user_roles": []}
+    return {"nav_items": items_for(user), "user_roles": roles_of(user)}

@@ -1,0 +1,22 @@
+"""Top-level URLs: pages, API, admin, health and metrics."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.accounts import views as account_views
+
+from . import health
+
+admin.site.site_header = "Hafnium Portal administration"
+admin.site.site_title = "Hafnium Portal admin"
+
+urlpatterns = [
+    path("", account_views.home, name="home"),
+    path("accounts/", include("apps.accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", health.healthz, name="healthz"),
+    path("metrics", health.metrics, name="metrics"),
+]

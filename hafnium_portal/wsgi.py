@@ -1,0 +1,9 @@
+"""WSGI entry point (gunicorn hafnium_portal.wsgi)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hafnium_portal.settings")
+
+application = get_wsgi_application()

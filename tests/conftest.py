@@ -1,0 +1,177 @@
+"""Fixtures shared by every test: the people of the story, and a real Celery worker process."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import factory
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+
+from apps.accounts.models import Team
+from apps.accounts.roles import Role
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery-staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@hafnium.example")
+    password = factory.django.Password(PASSWORD)
+
+    @factory.post_generation
+    def roles(user, create, extracted, **kwargs):
+        for role in extracted or []:
+            # get_or_create: a transactional test flushes the groups the data migration made.
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+        django_get_or_create = ["slug"]
+
+    name = factory.Sequence(lambda n: f"Team {n}")
+    slug = factory.Sequence(lambda n: f"team-{n}")
+
+
+@pytest.fixture
+def team(db):
+    return TeamFactory(name="Fraud Analytics", slug="fraud-analytics")
+
+
+@pytest.fixture
+def other_team(db):
+    return TeamFactory(name="Payments Risk", slug="payments-risk")
+
+
+def _person(username, role, team=None):
+    user = UserFactory(username=username, roles=[role] if role else [])
+    if team is not None:
+        team.members.add(user)
+    return user
+
+
+@pytest.fixture
+def data_scientist(team):
+    return _person("dana", Role.DATA_SCIENTIST, team)
+
+
+@pytest.fixture
+def other_data_scientist(other_team):
+    return _person("omar", Role.DATA_SCIENTIST, other_team)
+
+
+@pytest.fixture
+def ds_lead(team):
+    return _person("lee", Role.DATA_SCIENTIST_LEAD, team)
+
+
+@pytest.fixture
+def ml_engineer(db):
+    return _person("mia", Role.ML_ENGINEER)
+
+
+@pytest.fixture
+def model_risk(db):
+    return _person("rita", Role.MODEL_RISK)
+
+
+@pytest.fixture
+def compliance(db):
+    return _person("cora", Role.COMPLIANCE)
+
+
+@pytest.fixture
+def manager(db):
+    return _person("max", Role.MANAGER)
+
+
+@pytest.fixture
+def outsider(db):
+    """Signed in, but with no role and no team."""
+    return _person("otto", None)
+
+
+@pytest.fixture
+def admin_user(db):
+    return get_user_model().objects.create_superuser("ada", "ada@hafnium.example", PASSWORD)
+
+
+def database_url_for_subprocess() -> str:
+    """DATABASE_URL of the test database, for processes started by a test (a Celery worker)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class CeleryProcess:
+    """A `celery worker` or `celery beat` process started by a test, with its log."""
+
+    def __init__(self, name: str, process: subprocess.Popen, log: Path):
+        self.name, self.process, self.log = name, process, log
+
+    def wait_for(self, predicate, timeout: float = 60.0, interval: float = 0.1):
+        """Poll `predicate` until it returns something truthy; fail with the process's log otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            if self.process.poll() is not None:
+                break
+            time.sleep(interval)
+        pytest.fail(f"{self.name} did not do it in {timeout}s; its log:\n{self.log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def start_celery(transactional_db, tmp_path):
+    """Start real Celery processes on the test database and the test run's Redis.
+
+    `start_celery("worker", env={...})` or `start_celery("beat")`. Tasks go through the broker as in
+    production (default queue); what earlier runs left in the queue is purged first.
+    """
+    from hafnium_portal.celery import app
+
+    app.control.purge()
+    started: list[CeleryProcess] = []
+
+    def start(kind: str, env: dict | None = None) -> CeleryProcess:
+        name = f"{kind}-{uuid.uuid4().hex[:8]}"
+        arguments = {
+            "worker": ["--pool=solo", "--hostname", f"{name}@test", "--without-mingle", "--without-gossip"],
+            "beat": ["--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+                     "--pidfile", str(tmp_path / f"{name}.pid")],
+        }[kind]  # fmt: skip
+        log = tmp_path / f"{name}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "hafnium_portal", kind, "--loglevel=INFO", *arguments],
+                cwd=ROOT,
+                env={**os.environ, "DATABASE_URL": database_url_for_subprocess(), **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(CeleryProcess(f"{name}@test" if kind == "worker" else name, process, log))
+        return started[-1]
+
+    yield start
+    for celery_process in started:
+        celery_process.process.terminate()
+    for celery_process in started:
+        try:
+            celery_process.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            celery_process.process.kill()

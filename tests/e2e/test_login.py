@@ -1,0 +1,65 @@
+"""Each role logs in and sees its navigation; a wrong password does not log in; logout works."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from apps.accounts.roles import Role
+
+PEOPLE = {
+    "data_scientist": Role.DATA_SCIENTIST,
+    "ds_lead": Role.DATA_SCIENTIST_LEAD,
+    "ml_engineer": Role.ML_ENGINEER,
+    "model_risk": Role.MODEL_RISK,
+    "compliance": Role.COMPLIANCE,
+    "manager": Role.MANAGER,
+}
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_each_role_logs_in_and_sees_its_navigation(request, page, live_server, log_in, person):
+    user = request.getfixturevalue(person)
+    log_in(user.username)
+    expect(page).to_have_title(re.compile("^Home"))
+    expect(page.get_by_test_id("user-menu")).to_contain_text(PEOPLE[person].label)
+    nav = page.get_by_test_id("nav")
+    expect(nav.get_by_role("link")).to_have_text(["Home", "Teams", "API"])
+    expect(page.get_by_test_id("role-panel")).to_have_count(1)
+    expect(page.get_by_test_id("role-panel")).to_contain_text(PEOPLE[person].label)
+    # Bootstrap is served locally and applied: the navbar is dark.
+    background = page.locator("nav.navbar").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background == "rgb(33, 37, 41)"
+
+
+def test_staff_sees_the_admin_link(page, log_in, admin_user):
+    log_in(admin_user.username)
+    expect(page.get_by_test_id("nav").get_by_role("link", name="Admin")).to_be_visible()
+
+
+def test_wrong_password_shows_an_error_and_does_not_log_in(page, live_server, log_in, data_scientist):
+    log_in(data_scientist.username, "not-the-password")
+    expect(page.get_by_test_id("login-error")).to_contain_text("Please enter a correct username and password")
+    expect(page).to_have_url(re.compile(r"/accounts/login/$"))
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+
+
+def test_logout_ends_the_session(page, live_server, log_in, compliance):
+    log_in(compliance.username)
+    page.get_by_test_id("user-menu").click()
+    page.get_by_test_id("logout").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/$"))
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+
+
+def test_login_form_is_usable_with_the_keyboard(page, live_server, ds_lead):
+    from tests.conftest import PASSWORD
+
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.keyboard.type(ds_lead.username)  # the username field has focus on arrival
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_title(re.compile("^Home"))

@@ -1,0 +1,47 @@
+"""Celery on the real broker: tasks go through Redis to a worker process; beat schedules from the database."""
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from hafnium_portal import health
+from hafnium_portal.celery import app
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _heartbeat_hostname():
+    return health._redis_client().hget(health.HEARTBEAT_KEY, "hostname")
+
+
+def test_task_enqueued_through_redis_runs_in_a_worker_process(start_celery):
+    health._redis_client().delete(health.HEARTBEAT_KEY)
+    worker = start_celery("worker")
+    health.record_worker_heartbeat.delay()
+    hostname = worker.wait_for(_heartbeat_hostname)
+    assert hostname.decode() == worker.name
+
+
+def test_beat_schedules_the_heartbeat_from_the_database_and_a_worker_records_it(start_celery, client):
+    health._redis_client().delete(health.HEARTBEAT_KEY)
+    fast = {"WORKER_HEARTBEAT_INTERVAL": "1"}
+    worker = start_celery("worker", env=fast)
+    beat = start_celery("beat", env=fast)
+    beat.wait_for(
+        lambda: PeriodicTask.objects.filter(task="hafnium_portal.health.record_worker_heartbeat").exists()
+    )
+    assert worker.wait_for(_heartbeat_hostname).decode() == worker.name
+    checks = client.get("/healthz").json()["checks"]
+    assert checks["worker"]["ok"] is True
+    assert checks["worker"]["hostname"] == worker.name
+
+
+def test_celery_is_configured_for_json_late_acks_time_limits_and_the_database_scheduler():
+    conf = app.conf
+    assert conf.task_serializer == "json"
+    assert conf.accept_content == ["json"]
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert 0 < conf.task_soft_time_limit < conf.task_time_limit
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert conf.broker_url.startswith("redis://")
