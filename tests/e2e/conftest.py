@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test are safe here.
+# Playwright's sync API runs an event loop in this thread; the tests' own ORM calls are safe here.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = shutil.which("chromium")

@@ -7,8 +7,14 @@ import sys
 
 from tests.conftest import ROOT
 
-# What tests.environment sets for the test run and a production environment does not.
-TEST_ONLY = ["DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SECURE_COOKIES", "DJANGO_STATIC_MANIFEST", "DJANGO_DEBUG"]
+# What the test run sets (tests.environment, tests/e2e) and a production environment does not.
+TEST_ONLY = [
+    "DJANGO_SECURE_SSL_REDIRECT",
+    "DJANGO_SECURE_COOKIES",
+    "DJANGO_STATIC_MANIFEST",
+    "DJANGO_DEBUG",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+]
 
 
 def _manage(*args, **env):
