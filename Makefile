@@ -22,7 +22,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	export DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
+	@export DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 	python manage.py migrate --noinput
 	python manage.py init_mlflow_store
 	python manage.py seed_demo
@@ -32,6 +32,7 @@ run: $(VENV)/.run-installed
 	exec honcho --procfile Procfile start $$processes
 
 test: $(VENV)/.dev-installed
+	@echo "ruff check, ruff format --check, pytest"
 	ruff check .
 	ruff format --check .
 	python -m pytest $(PYTEST_ARGS)

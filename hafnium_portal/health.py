@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 import redis
 import requests
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
@@ -32,6 +33,12 @@ def record_worker_heartbeat(hostname: str | None = None) -> None:
     """Scheduled by beat every WORKER_HEARTBEAT_INTERVAL seconds: proves a worker consumes the queue."""
     name = hostname or record_worker_heartbeat.request.hostname or "unknown"
     _redis_client().hset(HEARTBEAT_KEY, mapping={"hostname": name, "at": datetime.now(UTC).isoformat()})
+
+
+@worker_ready.connect
+def _heartbeat_on_start(sender, **kwargs):
+    """A worker that just started is up now, not at the next beat tick."""
+    record_worker_heartbeat(sender.hostname)
 
 
 def check_database() -> dict:

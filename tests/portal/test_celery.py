@@ -1,5 +1,7 @@
 """Celery on the real broker: tasks go through Redis to a worker process; beat schedules from the database."""
 
+import uuid
+
 import pytest
 from django_celery_beat.models import PeriodicTask
 
@@ -9,27 +11,30 @@ from hafnium_portal.celery import app
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _heartbeat_hostname():
-    return health._redis_client().hget(health.HEARTBEAT_KEY, "hostname")
+def _heartbeat() -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in health._redis_client().hgetall(health.HEARTBEAT_KEY).items()}
 
 
 def test_task_enqueued_through_redis_runs_in_a_worker_process(start_celery):
     health._redis_client().delete(health.HEARTBEAT_KEY)
     worker = start_celery("worker")
-    health.record_worker_heartbeat.delay()
-    hostname = worker.wait_for(_heartbeat_hostname)
-    assert hostname.decode() == worker.name
+    marker = f"sent-through-redis-{uuid.uuid4().hex}"
+    health.record_worker_heartbeat.delay(hostname=marker)
+    worker.wait_for(lambda: _heartbeat().get("hostname") == marker)
 
 
 def test_beat_schedules_the_heartbeat_from_the_database_and_a_worker_records_it(start_celery, client):
     health._redis_client().delete(health.HEARTBEAT_KEY)
     fast = {"WORKER_HEARTBEAT_INTERVAL": "1"}
     worker = start_celery("worker", env=fast)
+    # A worker records a heartbeat as it starts; beat's are the ones after it.
+    started_at = worker.wait_for(lambda: _heartbeat().get("at"))
     beat = start_celery("beat", env=fast)
     beat.wait_for(
         lambda: PeriodicTask.objects.filter(task="hafnium_portal.health.record_worker_heartbeat").exists()
     )
-    assert worker.wait_for(_heartbeat_hostname).decode() == worker.name
+    beat.wait_for(lambda: _heartbeat()["at"] > started_at)
+    assert _heartbeat()["hostname"] == worker.name
     checks = client.get("/healthz").json()["checks"]
     assert checks["worker"]["ok"] is True
     assert checks["worker"]["hostname"] == worker.name
