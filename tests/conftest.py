@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
 
-from apps.accounts.models import Team
 from apps.accounts.roles import Role
+from apps.accounts.services import team_ensure
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
@@ -36,29 +36,20 @@ class UserFactory(factory.django.DjangoModelFactory):
             user.groups.add(Group.objects.get_or_create(name=role)[0])
 
 
-class TeamFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Team
-        django_get_or_create = ["slug"]
-
-    name = factory.Sequence(lambda n: f"Team {n}")
-    slug = factory.Sequence(lambda n: f"team-{n}")
-
-
 @pytest.fixture
 def team(db):
-    return TeamFactory(name="Fraud Analytics", slug="fraud-analytics")
+    return team_ensure(name="Fraud Analytics", slug="fraud-analytics")
 
 
 @pytest.fixture
 def other_team(db):
-    return TeamFactory(name="Payments Risk", slug="payments-risk")
+    return team_ensure(name="Payments Risk", slug="payments-risk")
 
 
 def _person(username, role, team=None):
     user = UserFactory(username=username, roles=[role] if role else [])
     if team is not None:
-        team.members.add(user)
+        user.groups.add(team.group)
     return user
 
 

@@ -13,11 +13,8 @@ CROSS_TEAM_ROLES = frozenset(
 
 
 def teams_visible_to(user) -> QuerySet[Team]:
-    members = Prefetch(
-        "members",
-        queryset=get_user_model().objects.order_by("username").prefetch_related("groups"),
-    )
-    teams = Team.objects.prefetch_related(members).order_by("name")
+    members = Prefetch("group__user_set", queryset=get_user_model().objects.order_by("username"))
+    teams = Team.objects.select_related("group").prefetch_related(members).order_by("name")
     if user.is_superuser or CROSS_TEAM_ROLES.intersection(roles_of(user)):
         return teams
-    return teams.filter(members=user)
+    return teams.filter(group__user=user)

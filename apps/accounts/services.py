@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from .models import Team
+from .models import TEAM_GROUP_PREFIX, Team
 from .roles import Role
 
 DEMO_TEAM = {"name": "Fraud Analytics", "slug": "fraud-analytics"}
@@ -23,6 +23,16 @@ DEMO_USERS = {
 
 
 @transaction.atomic
+def team_ensure(*, name: str, slug: str, description: str = "") -> Team:
+    """The team with this slug, created with its membership group if it does not exist."""
+    team = Team.objects.filter(slug=slug).first()
+    if team is None:
+        group = Group.objects.create(name=f"{TEAM_GROUP_PREFIX}{slug}")
+        team = Team.objects.create(name=name, slug=slug, description=description, group=group)
+    return team
+
+
+@transaction.atomic
 def demo_users_ensure(*, credentials_file: Path) -> dict[str, str]:
     """Create the demo team, one user per role and a superuser `admin`, unless they exist.
 
@@ -30,7 +40,7 @@ def demo_users_ensure(*, credentials_file: Path) -> dict[str, str]:
     appended to `credentials_file`, readable by the owner only.
     """
     User = get_user_model()
-    team, _ = Team.objects.get_or_create(slug=DEMO_TEAM["slug"], defaults={"name": DEMO_TEAM["name"]})
+    team = team_ensure(**DEMO_TEAM)
     created = {}
     for username, (role, in_team) in DEMO_USERS.items():
         if User.objects.filter(username=username).exists():
@@ -39,7 +49,7 @@ def demo_users_ensure(*, credentials_file: Path) -> dict[str, str]:
         user = User.objects.create_user(username, email=f"{username}@hafnium.example", password=password)
         user.groups.add(Group.objects.get(name=role))
         if in_team:
-            team.members.add(user)
+            user.groups.add(team.group)
         created[username] = password
     if not User.objects.filter(username="admin").exists():
         password = secrets.token_urlsafe(12)
