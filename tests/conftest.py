@@ -32,8 +32,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def roles(user, create, extracted, **kwargs):
         for role in extracted or []:
-            # get_or_create: a transactional test flushes the groups the data migration made.
-            user.groups.add(Group.objects.get_or_create(name=role)[0])
+            user.groups.add(Group.objects.get(name=role))
 
 
 @pytest.fixture
