@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "apps.accounts",
     "apps.registry",
+    "apps.training",
 ]
 
 MIDDLEWARE = [
@@ -164,6 +165,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": WORKER_HEARTBEAT_INTERVAL,
         "options": {"expires": WORKER_HEARTBEAT_INTERVAL},
     },
+    "sync-registry": {
+        "task": "apps.registry.tasks.sync_registry",
+        "schedule": env.int("REGISTRY_SYNC_INTERVAL", default=60),
+        "options": {"expires": 60},
+    },
 }
 
 # --- mlflow ------------------------------------------------------------------------------------
@@ -171,6 +177,9 @@ CELERY_BEAT_SCHEDULE = {
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.sqlite3'}")
 # Where a local store keeps artifacts (a URI: file://, s3://...); an MLflow server decides for itself.
 MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=(VAR_DIR / "mlartifacts").as_uri())
+
+# Dataset versions (Parquet, with their DVC pointers) are kept here under their content hash.
+DATASET_ROOT = env.str("DATASET_ROOT", default=str(VAR_DIR / "datasets"))
 
 # --- auth --------------------------------------------------------------------------------------
 

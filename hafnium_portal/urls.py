@@ -14,6 +14,8 @@ admin.site.site_title = "Hafnium Portal admin"
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("apps.accounts.urls")),
+    path("models/", include("apps.registry.urls")),
+    path("api/v1/", include("apps.registry.api_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -16,6 +16,9 @@ from django.db import connection
 from apps.accounts.roles import Role
 from apps.accounts.services import team_ensure
 
+# Fixtures of each app's data, usable from any test (the browser journeys included).
+pytest_plugins = ["tests.registry.fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
 
@@ -165,3 +168,39 @@ def start_celery(transactional_db, tmp_path):
             celery_process.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             celery_process.process.kill()
+
+
+@pytest.fixture(scope="session")
+def _mlflow_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture
+def mlflow_store(settings, _mlflow_folder):
+    """A real MLflow store (SQLite, local artifacts) in a temporary folder, shared by the session's tests.
+
+    Tests name their models uniquely (`unique_name`), since the store outlives each test.
+    """
+    from apps.registry import gateway
+
+    settings.MLFLOW_TRACKING_URI = f"sqlite:///{_mlflow_folder / 'mlflow.sqlite3'}"
+    settings.MLFLOW_ARTIFACT_ROOT = (_mlflow_folder / "artifacts").as_uri()
+    settings.DATASET_ROOT = str(_mlflow_folder / "datasets")
+    gateway.ensure_store()
+    return settings.MLFLOW_TRACKING_URI
+
+
+@pytest.fixture
+def unique_name():
+    return f"model-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def mlflow_unreachable(settings, monkeypatch):
+    """MLflow as a server nobody answers for; the client gives up at once instead of retrying."""
+    from hafnium_portal.embedded_redis import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
+    return settings.MLFLOW_TRACKING_URI

@@ -22,6 +22,7 @@ class NavItem:
 
 NAVIGATION = [
     NavItem("Home", "home"),
+    NavItem("Models", "registry:model-list"),
     NavItem("Teams", "accounts:teams"),
     NavItem("API", "api-docs"),
     NavItem("Admin", "admin:index", staff_only=True),

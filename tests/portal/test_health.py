@@ -15,25 +15,8 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="session")
-def mlflow_store(tmp_path_factory, django_db_blocker):
-    """A real MLflow store (SQLite) in a temporary folder, created through the portal's gateway."""
-    from django.conf import settings
-
-    from apps.registry import gateway
-
-    folder = tmp_path_factory.mktemp("mlflow")
-    uri, root = f"sqlite:///{folder / 'mlflow.sqlite3'}", (folder / "artifacts").as_uri()
-    previous = settings.MLFLOW_TRACKING_URI, settings.MLFLOW_ARTIFACT_ROOT
-    settings.MLFLOW_TRACKING_URI, settings.MLFLOW_ARTIFACT_ROOT = uri, root
-    gateway.ensure_store()
-    settings.MLFLOW_TRACKING_URI, settings.MLFLOW_ARTIFACT_ROOT = previous
-    return uri
-
-
 @pytest.fixture
-def all_up(settings, mlflow_store):
-    settings.MLFLOW_TRACKING_URI = mlflow_store
+def all_up(mlflow_store):
     health.record_worker_heartbeat("worker@test")
 
 
@@ -71,8 +54,7 @@ def test_healthz_names_a_missing_mlflow_store(client, all_up, settings, tmp_path
     assert response.json()["down"] == ["mlflow"]
 
 
-def test_healthz_names_an_unreachable_mlflow_server(client, all_up, settings):
-    settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{embedded_redis.free_port()}"
+def test_healthz_names_an_unreachable_mlflow_server(client, all_up, mlflow_unreachable):
     assert client.get("/healthz").json()["down"] == ["mlflow"]
 
 

@@ -1,0 +1,31 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from apps.accounts.services import DEMO_TEAM, demo_users_ensure
+from apps.training.services import demo_model_ensure
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo data of the embedded default: one user per role, and the fraud-scorer model "
+        "with versions in each stage. Idempotent: existing users keep their passwords."
+    )
+
+    def handle(self, *args, **options):
+        from hafnium_portal.celery import app
+
+        # `make run` seeds before the worker and the embedded Redis start: run side effects inline.
+        app.conf.task_always_eager = True
+        credentials = settings.VAR_DIR / "demo-credentials.txt"
+        created = demo_users_ensure(credentials_file=credentials)
+        if created:
+            self.stdout.write(self.style.SUCCESS("Demo users created (username password):"))
+            for username, password in created.items():
+                self.stdout.write(f"  {username:<16} {password}")
+        else:
+            self.stdout.write("Demo users already exist; they keep their passwords.")
+        self.stdout.write(f"Demo credentials are kept in {credentials}.")
+        versions = demo_model_ensure(team_slug=DEMO_TEAM["slug"], log=self.stdout.write)
+        self.stdout.write(
+            f"Demo model: {', '.join(f'v{v.version} {v.get_stage_display()}' for v in versions)}"
+        )

@@ -1,0 +1,84 @@
+"""Registry fixtures: models and versions as the portal's mirror holds them (no MLflow needed to read)."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from apps.registry import gateway
+from apps.registry.models import DatasetVersion, RegisteredModel, Stage
+from apps.registry.services import model_ensure, version_mirror
+
+CURVES = {
+    "roc": {"fpr": [0.0, 0.1, 0.3, 1.0], "tpr": [0.0, 0.6, 0.85, 1.0]},
+    "pr": {"recall": [0.0, 0.5, 0.9, 1.0], "precision": [1.0, 0.7, 0.3, 0.02]},
+    "calibration": {"mean_predicted": [0.01, 0.2], "fraction_positive": [0.012, 0.18], "count": [900, 100]},
+}
+SIGNATURE = {
+    "inputs": '[{"type": "double", "name": "amount", "required": true}, '
+    '{"type": "string", "name": "channel", "required": true}]',
+    "outputs": '[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1]}}]',
+}
+
+
+def make_version(
+    model: RegisteredModel, number: int, *, stage=Stage.EXPERIMENT, auc=0.9, dataset=None, creator=None
+):
+    remote = gateway.RemoteVersion(
+        name=model.name,
+        version=number,
+        run_id=f"run{model.pk}x{number}",
+        source=f"models:/m-{model.pk}{number}",
+        user_id=creator.username if creator else "",
+        description="",
+        registered_at=datetime(2026, 11, number, 12, 0, tzinfo=UTC),
+    )
+    version, _ = version_mirror(
+        model=model,
+        remote=remote,
+        created_by=creator,
+        metrics={"roc_auc": auc, "pr_auc": auc / 3, "ks": auc - 0.3, "brier": 0.01},
+        confidence_intervals={"roc_auc": [auc - 0.01, auc + 0.01]},
+        curves=CURVES,
+        signature=SIGNATURE,
+        artifact_sha256=f"{number:064x}",
+        dataset=dataset,
+    )
+    if stage != Stage.EXPERIMENT:
+        type(version).objects.filter(pk=version.pk).update(stage=stage)
+        version.refresh_from_db()
+    return version
+
+
+@pytest.fixture
+def dataset(db):
+    return DatasetVersion.objects.create(
+        name="hafnium-transactions",
+        sha256="a" * 64,
+        md5="b" * 32,
+        size_bytes=1234,
+        row_count=1000,
+        schema=[{"name": "amount", "type": "double"}],
+        path="datasets/none.parquet",
+        dvc_path="datasets/none.parquet.dvc",
+    )
+
+
+@pytest.fixture
+def fraud_model(team, data_scientist, dataset):
+    """fraud-scorer of the Fraud Analytics team: v1 Production, v2 Staging, v3 Candidate, v4 Experiment."""
+    model = model_ensure(
+        name="fraud-scorer", team=team, owners=[data_scientist], description="Card fraud risk"
+    )
+    for number, stage in enumerate([Stage.PRODUCTION, Stage.STAGING, Stage.CANDIDATE, Stage.EXPERIMENT], 1):
+        make_version(
+            model, number, stage=stage, auc=0.85 + number / 100, dataset=dataset, creator=data_scientist
+        )
+    return model
+
+
+@pytest.fixture
+def other_model(other_team, other_data_scientist):
+    """A model of another team (Payments Risk)."""
+    model = model_ensure(name="payments-anomaly", team=other_team, owners=[other_data_scientist])
+    make_version(model, 1, creator=other_data_scientist)
+    return model

@@ -1,0 +1,101 @@
+"""Train, validate, log and register against a real MLflow store; datasets are versioned by content."""
+
+import hashlib
+
+import pandas as pd
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.registry import gateway
+from apps.registry.models import DatasetVersion, ModelVersion, Stage
+from apps.registry.services import dataset_register
+from apps.training import services, synthetic, tasks
+from apps.training.models import TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+
+def test_train_model_command_registers_a_version_in_mlflow_and_the_portal(
+    mlflow_store, unique_name, team, data_scientist
+):
+    call_command(
+        "train_model", model=unique_name, rows=20_000, seed=3, team=team.slug, user=data_scientist.username
+    )
+
+    version = ModelVersion.objects.get(model__name=unique_name)
+    assert version.version == 1
+    assert version.stage == Stage.EXPERIMENT
+    assert version.created_by == data_scientist
+    assert version.model.team == team
+    assert version.metrics["roc_auc"] > 0.8
+    low, high = version.confidence_intervals["roc_auc"]
+    assert low <= version.metrics["roc_auc"] <= high
+    assert len(version.curves["roc"]["fpr"]) <= 200
+    assert len(version.artifact_sha256) == 64
+    assert {f["name"] for f in __import__("json").loads(version.signature["inputs"])} >= set(
+        synthetic.FEATURES
+    )
+    assert version.dataset.row_count == 20_000
+    assert set(version.reference_profile.data["features"]) == set(synthetic.FEATURES)
+
+    remote = gateway.client().get_model_version(unique_name, "1")
+    assert remote.run_id == version.run_id
+    run = gateway.run(version.run_id)
+    assert run.status == "FINISHED"
+    assert run.params["dataset_sha256"] == version.dataset.sha256
+    assert run.metrics["roc_auc"] == pytest.approx(version.metrics["roc_auc"])
+    artifacts = {a.path for a in gateway.client().list_artifacts(version.run_id)}
+    assert {"validation.json", "reference_profile.json", "model_card.md"} <= artifacts
+    assert TrainingRun.objects.get(model_name=unique_name).status == TrainingRun.Status.REGISTERED
+
+
+def test_failed_quality_gate_records_the_run_as_failed_and_registers_nothing(
+    mlflow_store, unique_name, data_scientist
+):
+    dataset = services.synthetic_dataset_create(actor=data_scientist, rows=5_000, seed=4)
+    run_id = tasks.train_model.apply(args=[unique_name, dataset.pk, data_scientist.pk, None, 0.999]).get()
+
+    run = TrainingRun.objects.get(pk=run_id)
+    assert run.status == TrainingRun.Status.FAILED_GATE
+    assert "< 0.999" in run.reason
+    remote = gateway.run(run.mlflow_run_id)
+    assert remote.status == "FAILED"
+    assert remote.tags["hafnium.gate_reason"] == run.reason
+    assert not ModelVersion.objects.filter(model__name=unique_name).exists()
+    assert not gateway.client().search_registered_models(filter_string=f"name = '{unique_name}'")
+
+
+def test_wrong_dataset_path_is_a_clear_cli_error(mlflow_store, unique_name, tmp_path):
+    with pytest.raises(CommandError, match=r"dataset file .*absent\.parquet does not exist"):
+        call_command("train_model", model=unique_name, dataset=tmp_path / "absent.parquet")
+    not_parquet = tmp_path / "notes.parquet"
+    not_parquet.write_text("not a parquet file")
+    with pytest.raises(CommandError, match="is not a readable Parquet file"):
+        call_command("train_model", model=unique_name, dataset=not_parquet)
+    assert not TrainingRun.objects.exists()
+
+
+def test_the_same_content_registered_twice_is_the_same_dataset_version(
+    mlflow_store, tmp_path, data_scientist
+):
+    frame = synthetic.generate_transactions(2_000, seed=7)
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    frame.to_parquet(first, index=False)
+    frame.to_parquet(second, index=False)
+    one = dataset_register(actor=data_scientist, name="txns", source=first)
+    two = dataset_register(actor=data_scientist, name="txns", source=second)
+    assert one.pk == two.pk
+    assert DatasetVersion.objects.filter(name="txns").count() == 1
+
+    content = open(one.path, "rb").read()  # noqa: SIM115
+    assert one.sha256 == hashlib.sha256(content).hexdigest()
+    assert one.row_count == 2_000
+    assert {"name": "amount", "type": "double"} in one.schema
+    pointer = open(one.dvc_path).read()  # noqa: SIM115
+    assert f"md5: {hashlib.md5(content).hexdigest()}" in pointer  # noqa: S324
+    assert f"size: {len(content)}" in pointer
+    assert pd.read_parquet(one.path).equals(pd.read_parquet(first))
+
+    other = tmp_path / "c.parquet"
+    synthetic.generate_transactions(2_000, seed=8).to_parquet(other, index=False)
+    assert dataset_register(actor=data_scientist, name="txns", source=other).pk != one.pk
