@@ -60,8 +60,10 @@ INSTALLED_APPS = [
     "axes",
     "django_celery_beat",
     "django_htmx",
+    "apps.audit",
     "apps.accounts",
     "apps.registry",
+    "apps.governance",
     "apps.training",
 ]
 
@@ -73,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "apps.audit.context.AuditActorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "hafnium_portal.errors.MethodNotAllowedPageMiddleware",
@@ -165,6 +168,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": WORKER_HEARTBEAT_INTERVAL,
         "options": {"expires": WORKER_HEARTBEAT_INTERVAL},
     },
+    "publish-pending-promotions": {
+        "task": "apps.governance.tasks.publish_pending_promotions",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
+    "expire-promotions": {
+        "task": "apps.governance.tasks.expire_promotions",
+        "schedule": 300,
+        "options": {"expires": 300},
+    },
     "sync-registry": {
         "task": "apps.registry.tasks.sync_registry",
         "schedule": env.int("REGISTRY_SYNC_INTERVAL", default=60),
@@ -180,6 +193,14 @@ MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=(VAR_DIR / "mlart
 
 # Dataset versions (Parquet, with their DVC pointers) are kept here under their content hash.
 DATASET_ROOT = env.str("DATASET_ROOT", default=str(VAR_DIR / "datasets"))
+
+# Links in mails point here.
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
+# Optional: each governance event is POSTed here as JSON, signed with HMAC-SHA256 of the body.
+GOVERNANCE_WEBHOOK_URL = env.str("GOVERNANCE_WEBHOOK_URL", default="")
+GOVERNANCE_WEBHOOK_SECRET = env.str("GOVERNANCE_WEBHOOK_SECRET", default="")
+if GOVERNANCE_WEBHOOK_URL and not GOVERNANCE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("GOVERNANCE_WEBHOOK_URL is set: GOVERNANCE_WEBHOOK_SECRET must be set too.")
 
 # --- auth --------------------------------------------------------------------------------------
 
@@ -214,10 +235,12 @@ ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous visitors see
 # --- rest framework ----------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous call gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
+    "EXCEPTION_HANDLER": "hafnium_portal.errors.api_exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("apps.accounts.urls")),
     path("models/", include("apps.registry.urls")),
+    path("governance/", include("apps.governance.urls")),
     path("api/v1/", include("apps.registry.api_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

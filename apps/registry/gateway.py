@@ -16,17 +16,23 @@ from pathlib import Path
 
 from django.conf import settings
 
+from hafnium_portal.errors import DomainError, ServiceUnavailable
+
 DEFAULT_EXPERIMENT = "hafnium"
 MODEL_ARTIFACT = "model"
 PAGE_SIZE = 200
 
 
-class RegistryNotFound(Exception):
-    pass
+class RegistryNotFound(DomainError):
+    """What was asked for is not in MLflow (a run, a model, a version)."""
 
 
-class RegistryUnavailable(Exception):
-    pass
+class RegistryRefused(DomainError):
+    """MLflow refused the request as invalid (a bad name, a duplicate)."""
+
+
+class RegistryUnavailable(ServiceUnavailable):
+    """MLflow cannot be reached, or failed."""
 
 
 @contextmanager
@@ -38,20 +44,29 @@ def _translated_errors():
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
             raise RegistryNotFound(exc.message) from exc
-        raise RegistryUnavailable(exc.message) from exc
+        if exc.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"):
+            raise RegistryRefused(exc.message) from exc
+        raise RegistryUnavailable(f"MLflow is unavailable: {exc.message}") from exc
     except (OSError, ConnectionError) as exc:
-        raise RegistryUnavailable(str(exc)) from exc
+        raise RegistryUnavailable(f"MLflow is unavailable: {exc}") from exc
     except Exception as exc:
         # SQLAlchemy and requests errors from an unreachable store arrive under many names.
         if type(exc).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3"):
-            raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise RegistryUnavailable(f"MLflow is unavailable: {type(exc).__name__}: {exc}") from exc
         raise
 
 
 def client():
-    from mlflow.tracking import MlflowClient
+    import mlflow
 
-    return MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI, registry_uri=settings.MLFLOW_TRACKING_URI)
+    # Some MLflow paths (resolving a `models:/` source at registration, fluent logging) read the
+    # process-wide URIs whatever the client says: keep them equal to the settings.
+    if mlflow.get_tracking_uri() != settings.MLFLOW_TRACKING_URI:
+        mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
+        mlflow.set_registry_uri(settings.MLFLOW_TRACKING_URI)
+    return mlflow.MlflowClient(
+        tracking_uri=settings.MLFLOW_TRACKING_URI, registry_uri=settings.MLFLOW_TRACKING_URI
+    )
 
 
 def _to_datetime(millis: int | None) -> datetime:
@@ -285,25 +300,25 @@ def log_training(
     import mlflow
     from mlflow.models import infer_signature
 
-    experiment_id = ensure_store()
-    with _translated_errors():
-        mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
-        mlflow.set_registry_uri(settings.MLFLOW_TRACKING_URI)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
-            for path, content in json_artifacts.items():
-                mlflow.log_dict(content, path)
-            for path, content in text_artifacts.items():
-                mlflow.log_text(content, path)
-            signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name=MODEL_ARTIFACT,
-                signature=signature,
-                input_example=input_example,
-                serialization_format="cloudpickle",
-            )
+    experiment_id = ensure_store()  # also points the process-wide URIs at the settings' store
+    with (
+        _translated_errors(),
+        mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active,
+    ):
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        for path, content in json_artifacts.items():
+            mlflow.log_dict(content, path)
+        for path, content in text_artifacts.items():
+            mlflow.log_text(content, path)
+        signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=input_example,
+            serialization_format="cloudpickle",
+        )
     return LoggedTraining(run_id=active.info.run_id, model_uri=info.model_uri)
 
 

@@ -38,3 +38,15 @@ def can_register(user) -> bool:
     from apps.accounts.roles import Role, roles_of
 
     return user.is_superuser or bool({Role.DATA_SCIENTIST, Role.DATA_SCIENTIST_LEAD} & set(roles_of(user)))
+
+
+def check_registering_into(user, model_name: str, team) -> None:
+    """Registering a version into a model: an existing model must be one the user can see (404) and
+    whose team they belong to (403); a team given for a new model, one they are in (403)."""
+    model = RegisteredModel.objects.filter(name=model_name).first()
+    if model is not None:
+        model_for_user(user, model_name)
+        if not user.has_perm("registry.request_promotion", model):
+            raise PermissionDenied(f"Only members of the team of {model_name} may register versions of it.")
+    if team is not None and not user.is_superuser and not team.members.filter(pk=user.pk).exists():
+        raise PermissionDenied(f"You are not a member of team {team.slug}.")

@@ -18,7 +18,8 @@ def model_list(user, *, search: str = "", stage: str = "", team: str = "") -> Qu
     if search:
         models = models.filter(Q(name__icontains=search) | Q(description__icontains=search))
     if stage:
-        models = models.filter(versions__stage=stage).distinct()
+        # A subquery, not a join, so that the counts below still see every version of each model.
+        models = models.filter(pk__in=ModelVersion.objects.filter(stage=stage).values("model_id"))
     if team:
         models = models.filter(team__slug=team)
     return models.annotate(

@@ -13,6 +13,9 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.accounts.models import Team
+from apps.audit.services import audit_record
+from hafnium_portal.enqueue import enqueue_on_commit
+from hafnium_portal.errors import DomainError
 
 from . import gateway
 from .models import (
@@ -27,16 +30,13 @@ from .models import (
     StageTransition,
     SyncRun,
 )
+from .signals import evidence_changed
 
 log = logging.getLogger(__name__)
 
 # The MLflow tag naming the team of a model registered outside the portal.
 TEAM_TAG = "hafnium.team"
 TEAM_PERMISSIONS = ["registry.view_registeredmodel", "registry.request_promotion"]
-
-
-class DomainError(Exception):
-    """A rule of the registry refused the action; the message is for the user."""
 
 
 # --- datasets ------------------------------------------------------------------------------------
@@ -110,11 +110,19 @@ def model_team_set(*, model: RegisteredModel, team: Team | None) -> None:
     if model.team_id and (team is None or model.team_id != team.pk):
         for permission in TEAM_PERMISSIONS:
             remove_perm(permission, model.team.group, model)
+    before = model.team.slug if model.team_id else None
     model.team = team
     model.save(update_fields=["team", "updated_at"])
     if team is not None:
         for permission in TEAM_PERMISSIONS:
             assign_perm(permission, team.group, model)
+    audit_record(
+        actor=None,
+        action="registry.model_team_set",
+        obj=model,
+        before={"team": before},
+        after={"team": team.slug if team else None, "permissions": TEAM_PERMISSIONS},
+    )
 
 
 def model_ensure(*, name: str, team: Team | None = None, owners=(), description: str = "") -> RegisteredModel:
@@ -201,7 +209,16 @@ def _check_aliases(model: RegisteredModel, found: dict[str, int]) -> int:
             continue
         if not open_drifts.filter(expected_version=want, found_version=have).exists():
             open_drifts.update(resolved_at=timezone.now())
-            AliasDrift.objects.create(model=model, alias=alias, expected_version=want, found_version=have)
+            drift = AliasDrift.objects.create(
+                model=model, alias=alias, expected_version=want, found_version=have
+            )
+            audit_record(
+                actor=None,
+                action="registry.alias_changed_outside_portal",
+                obj=model,
+                before={"alias": alias, "version": want},
+                after={"alias": alias, "version": have, "drift": drift.pk},
+            )
             log.warning("alias %s of %s is on v%s in MLflow, the portal says v%s", alias, model, have, want)
             new_drifts += 1
     return new_drifts
@@ -228,29 +245,56 @@ def registry_sync(*, actor=None) -> SyncRun:
                 sync.versions_created += 1
             if not model.aliases_pending:
                 sync.alias_drifts += _check_aliases(model, remote_model.aliases)
-    except (gateway.RegistryUnavailable, gateway.RegistryNotFound) as exc:
+    except (gateway.RegistryUnavailable, DomainError) as exc:
         sync.status, sync.error = SyncRun.Status.FAILED, str(exc)
     else:
         sync.status = SyncRun.Status.SUCCEEDED
     sync.finished_at = timezone.now()
     sync.save()
+    if sync.versions_created or sync.alias_drifts or sync.status == SyncRun.Status.FAILED:
+        audit_record(
+            actor=actor,
+            action=f"registry.sync_{sync.status}",
+            obj=sync,
+            after={
+                "models_seen": sync.models_seen,
+                "versions_created": sync.versions_created,
+                "alias_drifts": sync.alias_drifts,
+                "error": sync.error,
+            },
+        )
     return sync
 
 
 def register_from_run(*, actor, model_name: str, run_id: str, team: Team | None = None) -> ModelVersion:
-    """Register the model a run logged as a new version, in MLflow and in the portal."""
+    """Register the model a run logged as a new version, in MLflow and in the portal.
+
+    Everything the portal records is read from MLflow before the version is created, so a failure
+    leaves nothing half-made; a mirror that fails after MLflow created the version is repaired by
+    the next sync. Without a team, the model goes to the actor's team if they are in exactly one.
+    """
     try:
         model_uri = gateway.run_model_uri(run_id)
     except gateway.RegistryNotFound as exc:
         raise DomainError(str(exc)) from exc
-    tags = {TEAM_TAG: team.slug} if team else None
-    remote = gateway.create_version(model_name, source=model_uri, run_id=run_id, tags=tags)
-    model = model_ensure(name=model_name, team=team, owners=[actor])
+    if team is None:
+        teams = list(Team.objects.filter(group__user=actor)[:2])
+        team = teams[0] if len(teams) == 1 else None
     details = _run_details(run_id)
     details["signature"] = gateway.model_signature(model_uri)
     details["artifact_sha256"] = gateway.artifact_sha256(model_uri)
+    remote = gateway.create_version(
+        model_name, source=model_uri, run_id=run_id, tags={TEAM_TAG: team.slug} if team else None
+    )
     with transaction.atomic():
+        model = model_ensure(name=model_name, team=team, owners=[actor])
         version, _ = version_mirror(model=model, remote=remote, created_by=actor, **details)
+        audit_record(
+            actor=actor,
+            action="registry.version_registered",
+            obj=version,
+            after={"run_id": run_id, "source": model_uri},
+        )
     return version
 
 
@@ -261,8 +305,9 @@ def register_from_run(*, actor, model_name: str, run_id: str, team: Team | None 
 def version_stage_set(*, actor, version: ModelVersion, stage: Stage, reason: str) -> ModelVersion:
     """Move a version to `stage` (compare-and-set), archiving the version that held it.
 
-    The MLflow aliases follow after the commit (`aliases_publish`); until then the model is marked
-    as having aliases pending, so that a sync does not mistake the gap for a hand-made change.
+    The MLflow aliases follow (`aliases_publish`, by the caller's task or the periodic sync, which
+    publishes every model marked as having aliases pending); until then a sync does not mistake the
+    gap for a hand-made change.
     """
     current = Stage(version.stage)
     if stage not in TRANSITIONS[current]:
@@ -284,30 +329,34 @@ def version_stage_set(*, actor, version: ModelVersion, stage: Stage, reason: str
                     reason=f"replaced by v{version.version}",
                 )
     RegisteredModel.objects.filter(pk=version.model_id).update(aliases_pending=True)
-    transaction.on_commit(lambda: _enqueue_alias_publish(version.model_id))
+    audit_record(
+        actor=actor,
+        action="registry.stage_changed",
+        obj=version,
+        before={"stage": current},
+        after={"stage": stage, "reason": reason},
+    )
     version.stage = stage
     return version
-
-
-def _enqueue_alias_publish(model_id: int) -> None:
-    from .tasks import publish_aliases
-
-    try:
-        publish_aliases.delay(model_id)
-    except Exception:  # the broker is down: the periodic sync publishes pending aliases
-        log.exception("could not enqueue the alias publication of model %s", model_id)
 
 
 def aliases_publish(*, model: RegisteredModel) -> dict[str, int]:
     """Make MLflow's governance aliases match the portal's stages. Safe to run any number of times."""
     expected = expected_aliases(model)
+    found = gateway.aliases(model.name)
     for alias in ALIAS_OF_STAGE.values():
-        if alias in expected:
+        if alias in expected and found.get(alias) != expected[alias]:
             gateway.set_alias(model.name, alias, expected[alias])
-        else:
+        elif alias not in expected and alias in found:
             gateway.delete_alias(model.name, alias)
-    RegisteredModel.objects.filter(pk=model.pk).update(aliases_pending=False)
-    model.alias_drifts.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
+    with transaction.atomic():
+        RegisteredModel.objects.filter(pk=model.pk).update(aliases_pending=False)
+        model.alias_drifts.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
+        governed = {alias: version for alias, version in found.items() if alias in ALIAS_OF_STAGE.values()}
+        if governed != expected:
+            audit_record(
+                actor=None, action="registry.aliases_published", obj=model, before=governed, after=expected
+            )
     return expected
 
 
@@ -320,20 +369,22 @@ def model_card_edit(*, actor, model: RegisteredModel, **narrative) -> ModelCardR
     unknown = set(narrative) - set(ModelCardRevision.NARRATIVE_FIELDS)
     if unknown:
         raise DomainError(f"unknown model card fields: {', '.join(sorted(unknown))}")
+    from .tasks import publish_model_cards
+
+    previous = model.card_revisions.first()
     revision = ModelCardRevision.objects.create(
         model=model, author=actor, **{field: narrative.get(field, "").strip() for field in narrative}
     )
-    transaction.on_commit(lambda: _enqueue_card_publish(model.pk))
+    audit_record(
+        actor=actor,
+        action="registry.model_card_edited",
+        obj=model,
+        before={f: getattr(previous, f) for f in narrative} if previous else None,
+        after={f: getattr(revision, f) for f in narrative},
+    )
+    enqueue_on_commit(publish_model_cards, model.pk)
+    evidence_changed.send(sender=RegisteredModel, model=model)
     return revision
-
-
-def _enqueue_card_publish(model_id: int) -> None:
-    from .tasks import publish_model_cards
-
-    try:
-        publish_model_cards.delay(model_id)
-    except Exception:
-        log.exception("could not enqueue the model card publication of model %s", model_id)
 
 
 def model_cards_publish(*, model: RegisteredModel) -> int:

@@ -12,7 +12,8 @@ from django.utils import timezone
 from apps.registry import gateway
 from apps.registry.cards import model_card
 from apps.registry.models import LADDER, DatasetVersion, ModelVersion, Stage
-from apps.registry.services import DomainError, dataset_register, model_ensure, version_mirror
+from apps.registry.services import dataset_register, model_ensure, version_mirror
+from hafnium_portal.errors import DomainError
 
 from . import pipeline, synthetic
 from .models import TrainingRun
@@ -109,7 +110,7 @@ def model_train(
         run.status, run.reason = TrainingRun.Status.ERROR, str(exc)
         raise
     except gateway.RegistryUnavailable as exc:
-        run.status, run.reason = TrainingRun.Status.ERROR, f"MLflow unavailable: {exc}"
+        run.status, run.reason = TrainingRun.Status.ERROR, str(exc)
         raise
     finally:
         run.finished_at = timezone.now()
@@ -156,7 +157,7 @@ def demo_model_ensure(*, team_slug: str, log=print) -> list[ModelVersion]:
     from django.contrib.auth import get_user_model
 
     from apps.accounts.models import Team
-    from apps.registry.services import version_stage_set
+    from apps.registry.services import aliases_publish, version_stage_set
 
     existing = list(ModelVersion.objects.filter(model__name=DEMO_MODEL).order_by("version"))
     if existing:
@@ -175,4 +176,5 @@ def demo_model_ensure(*, team_slug: str, log=print) -> list[ModelVersion]:
         for stage in ladder:
             version = version_stage_set(actor=None, version=version, stage=stage, reason="demo data")
         versions.append(version)
+    aliases_publish(model=versions[0].model)
     return versions

@@ -24,7 +24,7 @@ def test_each_role_logs_in_and_sees_its_navigation(request, page, live_server, l
     expect(page).to_have_title(re.compile("^Home"))
     expect(page.get_by_test_id("user-menu")).to_contain_text(PEOPLE[person].label)
     nav = page.get_by_test_id("nav")
-    expect(nav.get_by_role("link")).to_have_text(["Home", "Teams", "API"])
+    expect(nav.get_by_role("link")).to_have_text(["Home", "Models", "Teams", "API"])
     expect(page.get_by_test_id("role-panel")).to_have_count(1)
     expect(page.get_by_test_id("role-panel")).to_contain_text(PEOPLE[person].label)
     # Bootstrap is served locally and applied: the navbar is dark.

@@ -1,6 +1,6 @@
 """Registry fixtures: models and versions as the portal's mirror holds them (no MLflow needed to read)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,7 +30,7 @@ def make_version(
         source=f"models:/m-{model.pk}{number}",
         user_id=creator.username if creator else "",
         description="",
-        registered_at=datetime(2026, 11, number, 12, 0, tzinfo=UTC),
+        registered_at=datetime(2026, 1, 1, 12, 0, tzinfo=UTC) + timedelta(days=number),
     )
     version, _ = version_mirror(
         model=model,
@@ -81,4 +81,32 @@ def other_model(other_team, other_data_scientist):
     """A model of another team (Payments Risk)."""
     model = model_ensure(name="payments-anomaly", team=other_team, owners=[other_data_scientist])
     make_version(model, 1, creator=other_data_scientist)
+    return model
+
+
+@pytest.fixture
+def mlflow_model(mlflow_store, unique_name, team, data_scientist):
+    """A model in MLflow too (so aliases can be published), mirrored and staged like fraud_model."""
+    from mlflow import MlflowClient
+
+    from apps.registry.services import aliases_publish, registry_sync
+
+    mlflow_client = MlflowClient(mlflow_store)
+    experiment = gateway.ensure_store()
+    mlflow_client.create_registered_model(unique_name, tags={"hafnium.team": team.slug})
+    for _ in range(4):
+        run = mlflow_client.create_run(experiment)
+        mlflow_client.create_model_version(
+            unique_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        )
+    registry_sync()
+    model = RegisteredModel.objects.get(name=unique_name)
+    model.owners.add(data_scientist)
+    for version, stage in zip(
+        model.versions.order_by("version"),
+        [Stage.PRODUCTION, Stage.STAGING, Stage.CANDIDATE, Stage.EXPERIMENT],
+        strict=True,
+    ):
+        type(version).objects.filter(pk=version.pk).update(stage=stage, created_by=data_scientist)
+    aliases_publish(model=model)
     return model

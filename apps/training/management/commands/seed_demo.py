@@ -14,7 +14,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from hafnium_portal.celery import app
 
-        # `make run` seeds before the worker and the embedded Redis start: run side effects inline.
+        # `make run` seeds before the worker and the embedded Redis start: run queued work inline.
         app.conf.task_always_eager = True
         credentials = settings.VAR_DIR / "demo-credentials.txt"
         created = demo_users_ensure(credentials_file=credentials)

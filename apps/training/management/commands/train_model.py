@@ -4,9 +4,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.models import Team
-from apps.registry.gateway import RegistryUnavailable
-from apps.registry.services import DomainError, dataset_register
+from apps.registry.services import dataset_register
 from apps.training import services
+from hafnium_portal.errors import DomainError, ServiceUnavailable
 
 
 class Command(BaseCommand):
@@ -44,10 +44,8 @@ class Command(BaseCommand):
             outcome = services.model_train(
                 actor=actor, model_name=model, dataset=version, team=owner_team, min_auc=min_auc, seed=seed
             )
-        except (DomainError, ValueError) as exc:
+        except (DomainError, ServiceUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        except RegistryUnavailable as exc:
-            raise CommandError(f"MLflow is unavailable: {exc}") from exc
         if outcome.version is None:
             raise CommandError(
                 f"quality gate failed: {outcome.run.reason} (MLflow run {outcome.run.mlflow_run_id})"
