@@ -97,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
+                "apps.governance.context.inbox",
             ],
         },
     },

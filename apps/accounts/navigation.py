@@ -13,6 +13,7 @@ class NavItem:
     url_name: str
     roles: frozenset[Role] | None = None  # None: every signed-in user
     staff_only: bool = False
+    badge: str = ""  # name of a template context variable holding a count to show beside the label
 
     def visible_to(self, user, roles: list[Role]) -> bool:
         if self.staff_only:
@@ -20,9 +21,18 @@ class NavItem:
         return self.roles is None or bool(self.roles.intersection(roles))
 
 
+APPROVERS = frozenset({Role.DATA_SCIENTIST_LEAD, Role.ML_ENGINEER, Role.MODEL_RISK, Role.COMPLIANCE})
+
 NAVIGATION = [
     NavItem("Home", "home"),
     NavItem("Models", "registry:model-list"),
+    NavItem("Approvals", "governance:inbox", roles=APPROVERS, badge="inbox_count"),
+    NavItem(
+        "My requests",
+        "governance:my-requests",
+        roles=frozenset({Role.DATA_SCIENTIST, Role.DATA_SCIENTIST_LEAD}),
+    ),
+    NavItem("Audit", "audit:event-list", roles=frozenset({Role.COMPLIANCE, Role.MODEL_RISK, Role.MANAGER})),
     NavItem("Teams", "accounts:teams"),
     NavItem("API", "api-docs"),
     NavItem("Admin", "admin:index", staff_only=True),
@@ -32,7 +42,7 @@ NAVIGATION = [
 def items_for(user) -> list[dict]:
     roles = roles_of(user)
     return [
-        {"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name}
+        {"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name, "badge": item.badge}
         for item in NAVIGATION
         if item.visible_to(user, roles)
     ]

@@ -5,5 +5,15 @@ from .permissions import request_for_user
 
 
 @login_required
+def inbox(request):
+    return HttpResponse("")
+
+
+@login_required
+def my_requests(request):
+    return HttpResponse("")
+
+
+@login_required
 def request_detail(request, pk):
     return HttpResponse(str(request_for_user(request.user, pk)))
