@@ -70,9 +70,14 @@ def test_postgresql_refuses_update_and_delete_of_audit_events(data_scientist):
 
 def test_an_event_rolls_back_with_the_action_that_wrote_it(data_scientist):
     before = AuditEvent.objects.count()
-    with pytest.raises(RuntimeError), transaction.atomic():
-        audit_record(actor=data_scientist, action="test.event")
-        raise RuntimeError("the action failed")
+
+    def failing_action():
+        with transaction.atomic():
+            audit_record(actor=data_scientist, action="test.event")
+            raise RuntimeError("the action failed")
+
+    with pytest.raises(RuntimeError):
+        failing_action()
     assert AuditEvent.objects.count() == before
 
 
