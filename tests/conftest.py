@@ -210,3 +210,13 @@ def mlflow_unreachable(settings, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
     return settings.MLFLOW_TRACKING_URI
+
+
+@pytest.fixture
+def celery_eager():
+    """Run enqueued tasks inline (Celery's own eager mode), for tests of what a task does."""
+    from hafnium_portal.celery import app
+
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = False, False
