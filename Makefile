@@ -42,4 +42,4 @@ lint: $(VENV)/.dev-installed
 	ruff format .
 
 bench: $(VENV)/.dev-installed
-	python -m bench
+	python bench/run_all.py $(BENCH_ARGS)
