@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Stages appear as `stage`, `from_stage` and `to_stage`: one enum, one name.
+    "ENUM_NAME_OVERRIDES": {"StageEnum": "apps.registry.models.Stage"},
 }
 
 # --- i18n, static ------------------------------------------------------------------------------
@@ -310,5 +312,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        "mlflow": {"level": "WARNING"},
+        "alembic": {"level": "WARNING"},
+    },
 }

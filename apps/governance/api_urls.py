@@ -1,3 +1,12 @@
+"""Governance's REST API, mounted at /api/v1/."""
+
+from rest_framework.routers import SimpleRouter
+
+from . import api
+
 app_name = "governance-api"
 
-urlpatterns = []
+router = SimpleRouter()
+router.register("promotion-requests", api.PromotionRequestViewSet, basename="promotion-request")
+
+urlpatterns = router.urls

@@ -23,23 +23,26 @@ def inbox_for(user) -> QuerySet[PromotionRequest]:
 
     Required roles are copied into each request from its policy; requests are matched through their
     policy's rules (a handful of policy versions), so the inbox is one query however many requests.
+    A request stays in the inbox while one of the user's roles it needs is still unfilled.
     """
-    held = {role.value for role in roles_of(user)}
+    held = sorted(role.value for role in roles_of(user))
     if not held:
         return PromotionRequest.objects.none()
+    active = Approval.objects.filter(request=OuterRef("pk"), voided_at__isnull=True)
+    filled = {f"filled_{i}": Exists(active.filter(role=role)) for i, role in enumerate(held)}
     wanted = Q(pk__in=[])
     for policy in PromotionPolicy.objects.all():
-        stages = [stage for stage, roles in policy.rules.items() if held.intersection(roles)]
-        if stages:
-            wanted |= Q(policy=policy, to_stage__in=stages)
-    active = Approval.objects.filter(request=OuterRef("pk"), voided_at__isnull=True)
+        for stage, roles in policy.rules.items():
+            needed = [i for i, role in enumerate(held) if role in roles]
+            if needed:
+                wanted |= Q(policy=policy, to_stage=stage) & ~Q(**{f"filled_{i}": True for i in needed})
     return (
         requests_visible_to(user)
+        .annotate(**filled)
         .filter(wanted, status=PromotionRequest.Status.PENDING)
         .exclude(requested_by=user)
         .exclude(version__created_by=user)
         .exclude(Exists(active.filter(approver=user)))
-        .exclude(Exists(active.filter(role__in=held)))
         .order_by("created_at", "id")
     )
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.accounts.roles import Role, roles_of
 from apps.audit.services import audit_record
 from apps.registry.cards import model_card
-from apps.registry.models import LADDER, ModelVersion, Stage
+from apps.registry.models import LADDER, ModelVersion, Stage, next_stage
 from apps.registry.selectors import production_version
 from apps.registry.services import aliases_publish, version_stage_set
 from hafnium_portal.enqueue import enqueue_on_commit
@@ -23,6 +23,7 @@ from hafnium_portal.errors import Conflict, DomainError
 
 from . import notifications
 from .models import DEFAULT_RULES, Approval, PromotionPolicy, PromotionRequest, RequestComment
+from .permissions import REQUEST_REFUSED, can_request_promotion
 from .signals import promotion_completed
 
 Status = PromotionRequest.Status
@@ -137,21 +138,15 @@ def prechecks_for(version: ModelVersion, to_stage: str, policy: PromotionPolicy)
 # --- requests ------------------------------------------------------------------------------------
 
 
-def _next_stage(version: ModelVersion) -> Stage | None:
-    if version.stage not in LADDER or version.stage == LADDER[-1]:
-        return None
-    return LADDER[LADDER.index(Stage(version.stage)) + 1]
-
-
 def promotion_request_create(
     *, actor, version: ModelVersion, to_stage: str, justification: str
 ) -> PromotionRequest:
     """A member of the model's team asks to move a version one stage up, with a justification."""
-    if not actor.has_perm("registry.request_promotion", version.model):
-        raise PermissionDenied("Only members of the model's team may request promotion of its versions.")
+    if not can_request_promotion(actor, version.model):
+        raise PermissionDenied(REQUEST_REFUSED)
     if to_stage not in Stage.values:
         raise DomainError(f"unknown stage {to_stage!r}")
-    following = _next_stage(version)
+    following = next_stage(version.stage)
     if following is None:
         raise DomainError(f"{version} is in {version.get_stage_display()} and cannot be promoted further")
     if to_stage != following:

@@ -8,6 +8,7 @@ reached or failed).
 import hashlib
 import json
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -311,7 +312,10 @@ def log_training(
             mlflow.log_dict(content, path)
         for path, content in text_artifacts.items():
             mlflow.log_text(content, path)
-        signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
+        with warnings.catch_warnings():
+            # Integer features: scoring requests may send them as floats; MLflow's hint says so at length.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
         info = mlflow.sklearn.log_model(
             pipeline,
             name=MODEL_ARTIFACT,

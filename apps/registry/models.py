@@ -15,6 +15,15 @@ class Stage(models.TextChoices):
 
 # The governance ladder, bottom to top; a version moves one rung at a time.
 LADDER = [Stage.EXPERIMENT, Stage.CANDIDATE, Stage.STAGING, Stage.PRODUCTION]
+
+
+def next_stage(stage: str) -> Stage | None:
+    """The next rung of the ladder above `stage`, or None at the top or off the ladder."""
+    if stage not in LADDER or stage == LADDER[-1]:
+        return None
+    return LADDER[LADDER.index(Stage(stage)) + 1]
+
+
 # The MLflow alias the portal (and only the portal) sets for each governed stage.
 ALIAS_OF_STAGE = {Stage.CANDIDATE: "candidate", Stage.STAGING: "staging", Stage.PRODUCTION: "production"}
 # The stage moves a version can make, whoever asks (governance adds who may ask).

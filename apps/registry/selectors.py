@@ -3,7 +3,7 @@
 from django.db.models import Count, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from .models import DatasetVersion, ModelVersion, RegisteredModel, Stage, SyncRun
+from .models import DatasetVersion, ModelVersion, RegisteredModel, Stage, StageTransition, SyncRun
 
 
 def models_visible_to(user) -> QuerySet[RegisteredModel]:
@@ -43,6 +43,15 @@ def datasets_visible_to(user) -> QuerySet[DatasetVersion]:
 
 def production_version(model: RegisteredModel) -> ModelVersion | None:
     return model.versions.filter(stage=Stage.PRODUCTION).order_by("-version").first()
+
+
+def stage_history(model: RegisteredModel) -> QuerySet[StageTransition]:
+    """Every stage move of the model's versions, newest first."""
+    return (
+        StageTransition.objects.filter(version__model=model)
+        .select_related("version", "actor")
+        .order_by("-at", "-id")
+    )
 
 
 def last_sync() -> SyncRun | None:

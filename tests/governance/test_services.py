@@ -286,3 +286,18 @@ def test_stage_history_has_a_row_per_move(mlflow_model, data_scientist, ds_lead)
         (4, "experiment", "candidate"),
         (3, "candidate", "archived"),
     }
+
+
+def test_inbox_keeps_a_request_while_one_of_my_roles_is_unfilled(
+    fraud_model, data_scientist, model_risk, compliance
+):
+    from django.contrib.auth.models import Group
+
+    from apps.governance.selectors import inbox_for
+
+    compliance.groups.add(Group.objects.get(name="Model Risk"))  # cora holds both roles
+    request = _request(data_scientist, fraud_model, 2, Stage.PRODUCTION)
+    assert list(inbox_for(compliance)) == [request]
+    services.promotion_approve(actor=model_risk, request=request)
+    assert list(inbox_for(compliance)) == [request]  # Compliance is still open for her
+    assert list(inbox_for(model_risk)) == []  # rita has decided
