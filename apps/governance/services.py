@@ -40,6 +40,24 @@ def policy_current() -> PromotionPolicy:
     return policy
 
 
+def policy_validate(*, rules: dict, request_ttl_days: int, metric_margin: float) -> None:
+    """A policy names each reviewed stage once, with distinct known roles, and sane limits."""
+    known_roles = {role.value for role in Role}
+    reviewed = {stage.value for stage in LADDER[1:]}
+    if not isinstance(rules, dict) or set(rules) != reviewed:
+        raise DomainError(f"the policy must name the approvers of each of: {', '.join(sorted(reviewed))}")
+    for stage, roles in rules.items():
+        if (
+            not isinstance(roles, list)
+            or not roles
+            or set(roles) - known_roles
+            or len(set(roles)) != len(roles)
+        ):
+            raise DomainError(f"the approvers for {stage} must be distinct known roles, not {roles!r}")
+    if request_ttl_days < 1 or not 0 <= metric_margin < 1:
+        raise DomainError("request_ttl_days must be at least 1 and metric_margin between 0 and 1")
+
+
 @transaction.atomic
 def policy_publish(
     *, actor, rules: dict, request_ttl_days: int, metric_margin: float, note: str = ""
@@ -47,14 +65,7 @@ def policy_publish(
     """A new version of the policy (admins only). Earlier versions stay, as decisions refer to them."""
     if not actor.is_superuser:
         raise PermissionDenied("Only an administrator may change the promotion policy.")
-    known_roles = {role.value for role in Role}
-    for stage, roles in rules.items():
-        if stage not in {s.value for s in LADDER[1:]}:
-            raise DomainError(f"the policy names an unknown target stage {stage!r}")
-        if not roles or set(roles) - known_roles or len(set(roles)) != len(roles):
-            raise DomainError(f"the approvers for {stage} must be distinct known roles, not {roles!r}")
-    if request_ttl_days < 1 or not 0 <= metric_margin < 1:
-        raise DomainError("request_ttl_days must be at least 1 and metric_margin between 0 and 1")
+    policy_validate(rules=rules, request_ttl_days=request_ttl_days, metric_margin=metric_margin)
     previous = policy_current()
     policy = PromotionPolicy.objects.create(
         version=previous.version + 1,

@@ -301,3 +301,28 @@ def test_inbox_keeps_a_request_while_one_of_my_roles_is_unfilled(
     services.promotion_approve(actor=model_risk, request=request)
     assert list(inbox_for(compliance)) == [request]  # Compliance is still open for her
     assert list(inbox_for(model_risk)) == []  # rita has decided
+
+
+def test_policy_is_published_through_the_admin_as_a_new_version(client, admin_user):
+    client.force_login(admin_user)
+    url = "/admin/governance/promotionpolicy/add/"
+    bad = {"rules": '{"candidate": ["Nobody"]}', "request_ttl_days": 7, "metric_margin": 0.01, "note": ""}
+    response = client.post(url, bad)
+    assert response.status_code == 200
+    assert "must name the approvers of each of" in response.content.decode()
+    good = {
+        "rules": '{"candidate": ["Data Scientist Lead"], "staging": ["ML Engineer"], '
+        '"production": ["Model Risk", "Compliance", "Manager"]}',
+        "request_ttl_days": 7,
+        "metric_margin": 0.01,
+        "note": "managers sign production off too",
+    }
+    assert client.post(url, good).status_code == 302
+    assert list(PromotionPolicy.objects.values_list("version", flat=True)) == [2, 1]
+    assert PromotionPolicy.objects.first().rules["production"] == ["Model Risk", "Compliance", "Manager"]
+    assert (
+        AuditEvent.objects.filter(action="governance.policy_published", actor=admin_user.username).count()
+        == 1
+    )
+    assert client.get("/admin/governance/promotionpolicy/1/change/").status_code in (200, 403)
+    assert client.post("/admin/governance/promotionpolicy/1/delete/").status_code == 403
