@@ -92,6 +92,8 @@ def portal_setup() -> Path:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # MLflow's hints on the inferred schema and on pickling, once per logged model.
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    # collectstatic has not run in a checkout: whitenoise says so once.
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
     return folder
 
 

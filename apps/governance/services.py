@@ -316,22 +316,40 @@ def promotion_approve(
     return approval
 
 
+def _move(request: PromotionRequest, *, to: str, actor, action: str, **detail) -> bool:
+    """Compare-and-set the request's status from what it was read as to `to`, with its audit event.
+
+    False (and nothing written) when someone else moved it first. The allowed moves are
+    PromotionRequest.TRANSITIONS; anything else is a bug, not a user error.
+    """
+    current = Status(request.status)
+    if to not in PromotionRequest.TRANSITIONS.get(current, ()):
+        raise ValueError(f"a promotion request cannot go from {current} to {to}")
+    decided = {"decided_at": timezone.now()} if current == Status.PENDING else {}
+    if not PromotionRequest.objects.filter(pk=request.pk, status=current).update(status=to, **decided):
+        return False
+    request.refresh_from_db()
+    audit_record(
+        actor=actor, action=action, obj=request, before={"status": current}, after={"status": to, **detail}
+    )
+    return True
+
+
 def _approve_request(actor, request: PromotionRequest) -> None:
     """All roles approved: move the stage now; the MLflow alias is published after the commit."""
-    if not PromotionRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
-        status=Status.PUBLISHING, decided_at=timezone.now()
-    ):
+    moved = _move(
+        request,
+        to=Status.PUBLISHING,
+        actor=actor,
+        action="promotion.approved",
+        stage=request.to_stage,
+        policy=request.policy.version,
+    )
+    if not moved:
         raise Conflict(f"Request #{request.pk} was decided meanwhile.")
     version = ModelVersion.objects.select_for_update().get(pk=request.version_id)
     version_stage_set(
         actor=actor, version=version, stage=Stage(request.to_stage), reason=f"promotion request #{request.pk}"
-    )
-    audit_record(
-        actor=actor,
-        action="promotion.approved",
-        obj=request,
-        before={"status": Status.PENDING},
-        after={"status": Status.PUBLISHING, "stage": request.to_stage, "policy": request.policy.version},
     )
     from .tasks import publish_promotion
 
@@ -342,18 +360,11 @@ def promotion_publish(*, request: PromotionRequest) -> bool:
     """Set the MLflow aliases for an approved request and complete it. Safe to run twice."""
     aliases_publish(model=request.version.model)  # RegistryUnavailable: the task retries
     with transaction.atomic():
-        if not PromotionRequest.objects.filter(pk=request.pk, status=Status.PUBLISHING).update(
-            status=Status.COMPLETED
+        request.refresh_from_db()
+        if request.status != Status.PUBLISHING or not _move(
+            request, to=Status.COMPLETED, actor=None, action="promotion.completed", stage=request.to_stage
         ):
             return False
-        request.refresh_from_db()
-        audit_record(
-            actor=None,
-            action="promotion.completed",
-            obj=request,
-            before={"status": Status.PUBLISHING},
-            after={"status": Status.COMPLETED, "stage": request.to_stage},
-        )
         notifications.request_closed(request)
         # The seam for rollouts: deployments listen for completed promotions to Staging and Production.
         transaction.on_commit(lambda: promotion_completed.send(sender=PromotionRequest, request=request))
@@ -371,8 +382,8 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str, role: st
             .get(pk=request.pk)
         )
         role = _decision_role(actor, locked, role)
-        if not PromotionRequest.objects.filter(pk=locked.pk, status=Status.PENDING).update(
-            status=Status.REJECTED, decided_at=timezone.now()
+        if not _move(
+            locked, to=Status.REJECTED, actor=actor, action="promotion.rejected", role=role, comment=comment
         ):
             raise Conflict(f"Request #{locked.pk} was decided meanwhile.")
         approval = Approval.objects.create(
@@ -384,14 +395,6 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str, role: st
             evidence_sha256=locked.evidence_sha256,
             policy_version=locked.policy.version,
         )
-        locked.refresh_from_db()
-        audit_record(
-            actor=actor,
-            action="promotion.rejected",
-            obj=locked,
-            before={"status": Status.PENDING},
-            after={"status": Status.REJECTED, "role": role, "comment": comment},
-        )
         notifications.decision_made(locked, approval)
     request.refresh_from_db()
     return approval
@@ -401,21 +404,13 @@ def promotion_withdraw(*, actor, request: PromotionRequest) -> PromotionRequest:
     if actor.pk != request.requested_by_id:
         raise PermissionDenied("Only the requester may withdraw a request.")
     with transaction.atomic():
-        if not PromotionRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
-            status=Status.WITHDRAWN, decided_at=timezone.now()
+        request.refresh_from_db()
+        if request.status != Status.PENDING or not _move(
+            request, to=Status.WITHDRAWN, actor=actor, action="promotion.withdrawn"
         ):
-            request.refresh_from_db()
             raise Conflict(
                 f"Request #{request.pk} is {request.get_status_display().lower()}; it cannot be withdrawn."
             )
-        request.refresh_from_db()
-        audit_record(
-            actor=actor,
-            action="promotion.withdrawn",
-            obj=request,
-            before={"status": Status.PENDING},
-            after={"status": Status.WITHDRAWN},
-        )
         notifications.request_closed(request)
     return request
 
@@ -436,17 +431,7 @@ def promotions_expire(*, now=None) -> int:
     expired = 0
     for request in PromotionRequest.objects.filter(status=Status.PENDING, expires_at__lt=now):
         with transaction.atomic():
-            if PromotionRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
-                status=Status.EXPIRED, decided_at=now
-            ):
-                request.refresh_from_db()
-                audit_record(
-                    actor=None,
-                    action="promotion.expired",
-                    obj=request,
-                    before={"status": Status.PENDING},
-                    after={"status": Status.EXPIRED},
-                )
+            if _move(request, to=Status.EXPIRED, actor=None, action="promotion.expired"):
                 notifications.request_closed(request)
                 expired += 1
     return expired

@@ -324,5 +324,9 @@ def test_policy_is_published_through_the_admin_as_a_new_version(client, admin_us
         AuditEvent.objects.filter(action="governance.policy_published", actor=admin_user.username).count()
         == 1
     )
-    assert client.get("/admin/governance/promotionpolicy/1/change/").status_code in (200, 403)
-    assert client.post("/admin/governance/promotionpolicy/1/delete/").status_code == 403
+    first = PromotionPolicy.objects.get(version=1)
+    page = client.get(f"/admin/governance/promotionpolicy/{first.pk}/change/")
+    assert page.status_code == 200
+    assert "Save" not in page.content.decode()  # shown, not editable
+    assert client.post(f"/admin/governance/promotionpolicy/{first.pk}/delete/").status_code == 403
+    assert PromotionPolicy.objects.count() == 2
