@@ -150,14 +150,24 @@ DEMO_MODEL = "fraud-scorer"
 DEMO_ROWS = 40_000
 # Each demo version is trained on its own dataset version (another seed); then moved up the ladder.
 DEMO_STAGES = [Stage.PRODUCTION, Stage.STAGING, Stage.CANDIDATE, Stage.EXPERIMENT]
+DEMO_CARD = {
+    "intended_use": "Score Hafnium card and payment transactions for fraud risk, in real time, to decide "
+    "whether to approve, step up authentication or decline. Scores feed the rules engine; they never "
+    "decline a customer on their own.",
+    "out_of_scope_use": "Credit decisions, customer profiling, or any use outside card payments.",
+    "limitations": "Trained on synthetic transactions with a 1.5% fraud rate; new merchant categories and "
+    "shifts in amounts degrade it (watch PSI). Scores are calibrated on the holdout only.",
+    "ethical_considerations": "Country mismatch is a feature: review false-positive rates by card "
+    "country before each promotion to Production.",
+}
 
 
-def demo_model_ensure(*, team_slug: str, log=print) -> list[ModelVersion]:
+def demo_model_ensure(*, team_slug: str, rows: int = DEMO_ROWS, log=print) -> list[ModelVersion]:
     """The demo fraud-scorer: one version per stage, each on a different dataset. Idempotent."""
     from django.contrib.auth import get_user_model
 
     from apps.accounts.models import Team
-    from apps.registry.services import aliases_publish, version_stage_set
+    from apps.registry.services import aliases_publish, model_card_edit, version_stage_set
 
     existing = list(ModelVersion.objects.filter(model__name=DEMO_MODEL).order_by("version"))
     if existing:
@@ -167,8 +177,8 @@ def demo_model_ensure(*, team_slug: str, log=print) -> list[ModelVersion]:
     team = Team.objects.get(slug=team_slug)
     versions = []
     for seed, target in enumerate(DEMO_STAGES, 1):
-        log(f"Training demo version {seed} of {len(DEMO_STAGES)} ({DEMO_ROWS} rows)...")
-        dataset = synthetic_dataset_create(actor=author, rows=DEMO_ROWS, seed=seed)
+        log(f"Training demo version {seed} of {len(DEMO_STAGES)} ({rows} rows)...")
+        dataset = synthetic_dataset_create(actor=author, rows=rows, seed=seed)
         version = model_train(
             actor=author, model_name=DEMO_MODEL, dataset=dataset, team=team, seed=seed
         ).version
@@ -176,5 +186,6 @@ def demo_model_ensure(*, team_slug: str, log=print) -> list[ModelVersion]:
         for stage in ladder:
             version = version_stage_set(actor=None, version=version, stage=stage, reason="demo data")
         versions.append(version)
+    model_card_edit(actor=author, model=versions[0].model, **DEMO_CARD)
     aliases_publish(model=versions[0].model)
     return versions

@@ -99,3 +99,26 @@ def test_the_same_content_registered_twice_is_the_same_dataset_version(
     other = tmp_path / "c.parquet"
     synthetic.generate_transactions(2_000, seed=8).to_parquet(other, index=False)
     assert dataset_register(actor=data_scientist, name="txns", source=other).pk != one.pk
+
+
+def test_seed_demo_makes_users_and_a_model_in_every_stage_once(
+    mlflow_store, settings, tmp_path, celery_eager
+):
+    from django.contrib.auth import get_user_model
+
+    from apps.registry.cards import model_card
+
+    settings.VAR_DIR = tmp_path
+    call_command("seed_demo", rows=4_000)
+    versions = list(ModelVersion.objects.filter(model__name="fraud-scorer").order_by("version"))
+    assert [v.stage for v in versions] == [Stage.PRODUCTION, Stage.STAGING, Stage.CANDIDATE, Stage.EXPERIMENT]
+    assert len({v.dataset_id for v in versions}) == 4  # each on its own dataset version
+    assert gateway.aliases("fraud-scorer") == {"production": 1, "staging": 2, "candidate": 3}
+    assert model_card(versions[1]).missing == []
+    assert (
+        get_user_model().objects.filter(username__in=["data_scientist", "ds_lead", "compliance"]).count() == 3
+    )
+
+    call_command("seed_demo", rows=4_000)  # a second run creates nothing
+    assert ModelVersion.objects.filter(model__name="fraud-scorer").count() == 4
+    assert len((tmp_path / "demo-credentials.txt").read_text().splitlines()) == 7

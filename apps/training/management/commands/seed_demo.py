@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.accounts.services import DEMO_TEAM, demo_users_ensure
-from apps.training.services import demo_model_ensure
+from apps.training.services import DEMO_ROWS, demo_model_ensure
 
 
 class Command(BaseCommand):
@@ -11,7 +11,10 @@ class Command(BaseCommand):
         "with versions in each stage. Idempotent: existing users keep their passwords."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--rows", type=int, default=DEMO_ROWS, help="rows of each demo training set")
+
+    def handle(self, *args, rows, **options):
         from hafnium_portal.celery import app
 
         # `make run` seeds before the worker and the embedded Redis start: run queued work inline.
@@ -25,7 +28,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Demo users already exist; they keep their passwords.")
         self.stdout.write(f"Demo credentials are kept in {credentials}.")
-        versions = demo_model_ensure(team_slug=DEMO_TEAM["slug"], log=self.stdout.write)
+        versions = demo_model_ensure(team_slug=DEMO_TEAM["slug"], rows=rows, log=self.stdout.write)
         self.stdout.write(
             f"Demo model: {', '.join(f'v{v.version} {v.get_stage_display()}' for v in versions)}"
         )
