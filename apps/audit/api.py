@@ -6,7 +6,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
-from . import selectors
+from . import chain, selectors
 from .models import AuditEvent
 from .permissions import can_read_audit, event_for_user
 
@@ -16,21 +16,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "id",
-            "url",
-            "at",
-            "actor_id",
-            "actor",
-            "action",
-            "object_type",
-            "object_id",
-            "object_repr",
-            "before",
-            "after",
-            "prev_hash",
-            "hash",
-        ]
+        fields = ["url", *chain.EXPORTED]
         read_only_fields = fields
 
 

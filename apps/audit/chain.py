@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 GENESIS = "0" * 64
 FIELDS = ("at", "actor_id", "actor", "action", "object_type", "object_id", "object_repr", "before", "after")
+# What an export holds of each event: everything its hash covers, and the hashes, to re-verify it.
+EXPORTED = ("id", *FIELDS, "prev_hash", "hash")
 
 
 def canonical(event: dict) -> bytes:

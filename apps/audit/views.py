@@ -17,26 +17,11 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import chain, selectors, services
 from .forms import EventFilterForm
 from .permissions import check_can_read_audit
 
 PAGE_SIZE = 50
-# What an export holds of each event: everything its hash covers, and the hashes.
-EXPORT_FIELDS = (
-    "id",
-    "at",
-    "actor_id",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "before",
-    "after",
-    "prev_hash",
-    "hash",
-)
 EXPORT_CHUNK = 2_000
 
 
@@ -90,7 +75,7 @@ def event_list(request):
 
 def _export_rows(events):
     """The events in chain order (oldest first), read in chunks while the response streams."""
-    for event in events.order_by("id").values(*EXPORT_FIELDS).iterator(chunk_size=EXPORT_CHUNK):
+    for event in events.order_by("id").values(*chain.EXPORTED).iterator(chunk_size=EXPORT_CHUNK):
         # The time as the hash covers it (UTC, microseconds): each exported row can be re-hashed.
         yield {**event, "at": event["at"].astimezone(UTC).isoformat(timespec="microseconds")}
 
@@ -125,10 +110,10 @@ def export_csv(request):
     writer = csv.writer(_Echo())
 
     def lines():
-        yield writer.writerow(EXPORT_FIELDS)
+        yield writer.writerow(chain.EXPORTED)
         for row in rows:
             row["before"], row["after"] = _json(row["before"]), _json(row["after"])
-            yield writer.writerow([row[name] for name in EXPORT_FIELDS])
+            yield writer.writerow([row[name] for name in chain.EXPORTED])
 
     return _attachment(StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8"), "csv")
 
