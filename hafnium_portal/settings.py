@@ -174,6 +174,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60,
         "options": {"expires": 60},
     },
+    "deliver-pending-notifications": {
+        "task": "apps.governance.tasks.deliver_pending_notifications",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
     "expire-promotions": {
         "task": "apps.governance.tasks.expire_promotions",
         "schedule": 300,

@@ -131,3 +131,32 @@ class RequestComment(models.Model):
 
     def __str__(self) -> str:
         return f"comment by {self.author} on #{self.request_id}"
+
+
+class Notification(models.Model):
+    """A mail or webhook call, written in the transaction of the event it tells about (an outbox).
+
+    Delivered by a task after the commit; one left undelivered (Redis down, mail server down) is
+    found again by a periodic sweep, so an event is never silently lost.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    event = models.CharField(max_length=50)
+    recipients = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    body = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} #{self.pk} ({'sent' if self.sent_at else 'pending'})"

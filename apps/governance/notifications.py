@@ -1,6 +1,8 @@
 """Who hears about governance events, and how: email to the people concerned, a signed webhook for systems.
 
-Called inside the action's transaction; the mail and the webhook go out after the commit (Celery).
+Called inside the action's transaction: each mail and webhook call is written to the outbox
+(Notification) with the event, and delivered after the commit by Celery; a periodic sweep delivers
+what a broker outage left behind.
 """
 
 from django.conf import settings
@@ -9,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hafnium_portal.enqueue import enqueue_on_commit
+
+from .models import Notification
 
 
 def _link(request) -> str:
@@ -21,16 +25,25 @@ def _approvers(request) -> list[str]:
     return sorted({user.email for user in users if user.email})
 
 
-def _email(recipients: list[str], subject: str, body: str) -> None:
-    from .tasks import send_email
+def _requester(request) -> list[str]:
+    return [request.requested_by.email] if request.requested_by.email else []
 
+
+def _outbox(**fields) -> None:
+    from .tasks import deliver_notification
+
+    notification = Notification.objects.create(**fields)
+    enqueue_on_commit(deliver_notification, notification.pk)
+
+
+def _email(recipients: list[str], subject: str, body: str, event: str) -> None:
     if recipients:
-        enqueue_on_commit(send_email, subject, body, recipients)
+        _outbox(
+            channel=Notification.Channel.EMAIL, event=event, recipients=recipients, subject=subject, body=body
+        )
 
 
 def _webhook(event: str, request, **extra) -> None:
-    from .tasks import post_webhook
-
     if settings.GOVERNANCE_WEBHOOK_URL:
         payload = {
             "event": event,
@@ -43,7 +56,7 @@ def _webhook(event: str, request, **extra) -> None:
             "url": _link(request),
             **extra,
         }
-        enqueue_on_commit(post_webhook, payload)
+        _outbox(channel=Notification.Channel.WEBHOOK, event=event, payload=payload)
 
 
 def request_created(request) -> None:
@@ -53,7 +66,7 @@ def request_created(request) -> None:
         f"Justification: {request.justification}\n\nRequired: {', '.join(request.required_roles)}\n"
         f"Review it: {_link(request)}\n"
     )
-    _email(_approvers(request), subject, body)
+    _email(_approvers(request), subject, body, "promotion.requested")
     _webhook("promotion.requested", request)
 
 
@@ -62,7 +75,7 @@ def decision_made(request, approval) -> None:
     subject = f"[Hafnium] {request.version}: {verb} by {approval.role}"
     body = f"{approval.approver} {verb} your request as {approval.role}.\n\n{approval.comment}\n\n"
     body += f"{_link(request)}\n"
-    _email([request.requested_by.email] if request.requested_by.email else [], subject, body)
+    _email(_requester(request), subject, body, f"promotion.{approval.decision}")
     _webhook(
         f"promotion.{approval.decision}",
         request,
@@ -74,7 +87,12 @@ def decision_made(request, approval) -> None:
 def approvals_voided(request, voided, reason: str) -> None:
     subject = f"[Hafnium] Your approval of {request.version} is void"
     body = f"Your approval is void: {reason}. Please review the request again:\n{_link(request)}\n"
-    _email(sorted({a.approver.email for a in voided if a.approver.email}), subject, body)
+    _email(
+        sorted({a.approver.email for a in voided if a.approver.email}),
+        subject,
+        body,
+        "promotion.evidence_changed",
+    )
     _webhook("promotion.evidence_changed", request, voided=[a.pk for a in voided])
 
 
@@ -84,5 +102,5 @@ def request_closed(request) -> None:
     )
     status = request.get_status_display().lower()
     body = f"Your promotion request #{request.pk} is now {status}.\n\n{_link(request)}\n"
-    _email([request.requested_by.email] if request.requested_by.email else [], subject, body)
+    _email(_requester(request), subject, body, f"promotion.{request.status}")
     _webhook(f"promotion.{request.status}", request)

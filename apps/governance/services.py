@@ -5,11 +5,16 @@ audit event in the same transaction and schedules notifications after the commit
 """
 
 import hashlib
+import hmac
 import json
 from datetime import timedelta
 
+import requests
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.accounts.roles import Role, roles_of
@@ -22,7 +27,7 @@ from hafnium_portal.enqueue import enqueue_on_commit
 from hafnium_portal.errors import Conflict, DomainError
 
 from . import notifications
-from .models import DEFAULT_RULES, Approval, PromotionPolicy, PromotionRequest, RequestComment
+from .models import DEFAULT_RULES, Approval, Notification, PromotionPolicy, PromotionRequest, RequestComment
 from .permissions import REQUEST_REFUSED, can_request_promotion
 from .signals import promotion_completed
 
@@ -441,3 +446,48 @@ def evidence_refresh_for_model(*, model) -> int:
     """After a change to a model (its card): re-pin the evidence of its pending requests."""
     pending = PromotionRequest.objects.filter(version__model=model, status=Status.PENDING)
     return sum(evidence_refresh(request=request) for request in pending)
+
+
+# --- the notification outbox ---------------------------------------------------------------------
+
+NOTIFICATION_ATTEMPTS = 20
+
+
+def webhook_signature(body: bytes) -> str:
+    return "sha256=" + hmac.new(settings.GOVERNANCE_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def notification_deliver(*, notification: Notification) -> bool:
+    """Send it (mail, or the webhook POST signed with HMAC-SHA256 of the body) and mark it sent.
+
+    At least once: a crash between sending and marking sends it again on the next attempt.
+    """
+    Notification.objects.filter(pk=notification.pk).update(attempts=F("attempts") + 1)
+    try:
+        if notification.channel == Notification.Channel.EMAIL:
+            send_mail(notification.subject, notification.body, None, notification.recipients)
+        else:
+            body = json.dumps(notification.payload, sort_keys=True).encode()
+            response = requests.post(
+                settings.GOVERNANCE_WEBHOOK_URL,
+                data=body,
+                headers={"Content-Type": "application/json", "X-Hafnium-Signature": webhook_signature(body)},
+                timeout=10,
+            )
+            response.raise_for_status()
+    except Exception as exc:
+        Notification.objects.filter(pk=notification.pk).update(
+            last_error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        raise
+    return bool(
+        Notification.objects.filter(pk=notification.pk, sent_at__isnull=True).update(sent_at=timezone.now())
+    )
+
+
+def notifications_pending(*, older_than: timedelta = timedelta(minutes=1)) -> list[int]:
+    """Unsent notifications past their first chance, that have not used up their attempts."""
+    pending = Notification.objects.filter(
+        sent_at__isnull=True, created_at__lt=timezone.now() - older_than, attempts__lt=NOTIFICATION_ATTEMPTS
+    )
+    return list(pending.values_list("pk", flat=True)[:500])

@@ -1,18 +1,11 @@
-"""Celery entry points of governance: publication of approved promotions, expiry, mail and webhook."""
+"""Celery entry points of governance: publication of approved promotions, expiry, the notification outbox."""
 
-import hashlib
-import hmac
-import json
-
-import requests
 from celery import shared_task
-from django.conf import settings
-from django.core.mail import send_mail
 
 from apps.registry.gateway import RegistryUnavailable
 
 from . import services
-from .models import PromotionRequest
+from .models import Notification, PromotionRequest
 
 
 @shared_task(autoretry_for=(RegistryUnavailable,), retry_backoff=5, retry_backoff_max=300, max_retries=None)
@@ -38,24 +31,17 @@ def expire_promotions() -> int:
     return services.promotions_expire()
 
 
-@shared_task(autoretry_for=(OSError,), retry_backoff=10, max_retries=8)
-def send_email(subject: str, body: str, recipients: list[str]) -> int:
-    return send_mail(subject, body, None, recipients)
+@shared_task(autoretry_for=(Exception,), retry_backoff=10, retry_backoff_max=600, max_retries=8)
+def deliver_notification(notification_id: int) -> bool:
+    """Send one mail or webhook call of the outbox; failures are recorded on it and retried."""
+    notification = Notification.objects.filter(pk=notification_id, sent_at__isnull=True).first()
+    return notification is not None and services.notification_deliver(notification=notification)
 
 
-def webhook_signature(body: bytes) -> str:
-    return "sha256=" + hmac.new(settings.GOVERNANCE_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
-@shared_task(autoretry_for=(requests.RequestException,), retry_backoff=10, max_retries=8)
-def post_webhook(payload: dict) -> int:
-    """POST the event as JSON, signed with HMAC-SHA256 of the body (header X-Hafnium-Signature)."""
-    body = json.dumps(payload, sort_keys=True).encode()
-    response = requests.post(
-        settings.GOVERNANCE_WEBHOOK_URL,
-        data=body,
-        headers={"Content-Type": "application/json", "X-Hafnium-Signature": webhook_signature(body)},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return response.status_code
+@shared_task
+def deliver_pending_notifications() -> int:
+    """Sweep (beat): notifications whose delivery was never enqueued or ran out of retries for now."""
+    pending = services.notifications_pending()
+    for notification_id in pending:
+        deliver_notification.delay(notification_id)
+    return len(pending)

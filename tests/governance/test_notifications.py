@@ -92,3 +92,50 @@ def test_each_governance_event_is_posted_to_the_webhook_signed_with_hmac(
             settings.GOVERNANCE_WEBHOOK_SECRET.encode(), call["body"], hashlib.sha256
         ).hexdigest()
         assert call["headers"]["X-Hafnium-Signature"] == f"sha256={expected}"
+
+
+def test_a_notification_lost_to_a_broker_outage_is_delivered_by_the_sweep(
+    fraud_model, data_scientist, model_risk, compliance, django_capture_on_commit_callbacks, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.governance import tasks
+    from apps.governance.models import Notification
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("Redis is down")
+
+    monkeypatch.setattr(tasks.deliver_notification, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        request = _request(data_scientist, fraud_model, 2, Stage.PRODUCTION)  # the action still succeeds
+    (pending,) = Notification.objects.filter(sent_at__isnull=True)
+    assert pending.event == "promotion.requested"
+    assert mail.outbox == []
+    monkeypatch.undo()
+
+    assert services.notifications_pending() == []  # a minute's grace for the first delivery
+    Notification.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    assert services.notifications_pending() == [pending.pk]
+    assert tasks.deliver_notification.apply(args=[pending.pk]).get() is True
+    (sent,) = mail.outbox
+    assert set(sent.to) == {model_risk.email, compliance.email}
+    assert f"/governance/requests/{request.pk}/" in sent.body
+    assert services.notifications_pending() == []
+    assert tasks.deliver_notification.apply(args=[pending.pk]).get() is False  # never twice
+
+
+def test_a_failing_webhook_is_recorded_and_retried(fraud_model, data_scientist, settings, mlflow_unreachable):
+    from apps.governance.models import Notification
+
+    settings.GOVERNANCE_WEBHOOK_URL = mlflow_unreachable + "/hook"  # nobody answers there
+    settings.GOVERNANCE_WEBHOOK_SECRET = "s"
+    _request(data_scientist, fraud_model, 4, Stage.CANDIDATE)
+    notification = Notification.objects.get(channel=Notification.Channel.WEBHOOK)
+    with pytest.raises(Exception, match="Connection"):
+        services.notification_deliver(notification=notification)
+    notification.refresh_from_db()
+    assert notification.sent_at is None
+    assert notification.attempts == 1
+    assert "ConnectionError" in notification.last_error

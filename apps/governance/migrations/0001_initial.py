@@ -6,97 +6,245 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('registry', '0001_initial'),
+        ("registry", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PromotionPolicy',
+            name="PromotionPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField(unique=True)),
-                ('rules', models.JSONField(help_text='target stage -> roles that must each approve (one person per role)')),
-                ('request_ttl_days', models.PositiveIntegerField(default=14, help_text='pending requests expire after this')),
-                ('metric_margin', models.FloatField(default=0.01, help_text="how much lower than production a candidate's ROC AUC may be")),
-                ('note', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(unique=True)),
+                (
+                    "rules",
+                    models.JSONField(
+                        help_text="target stage -> roles that must each approve (one person per role)"
+                    ),
+                ),
+                (
+                    "request_ttl_days",
+                    models.PositiveIntegerField(default=14, help_text="pending requests expire after this"),
+                ),
+                (
+                    "metric_margin",
+                    models.FloatField(
+                        default=0.01, help_text="how much lower than production a candidate's ROC AUC may be"
+                    ),
+                ),
+                ("note", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'promotion policies',
-                'ordering': ['-version'],
+                "verbose_name_plural": "promotion policies",
+                "ordering": ["-version"],
             },
         ),
         migrations.CreateModel(
-            name='PromotionRequest',
+            name="PromotionRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_stage', models.CharField(choices=[('experiment', 'Experiment'), ('candidate', 'Candidate'), ('staging', 'Staging'), ('production', 'Production'), ('archived', 'Archived'), ('rejected', 'Rejected')], max_length=20)),
-                ('to_stage', models.CharField(choices=[('experiment', 'Experiment'), ('candidate', 'Candidate'), ('staging', 'Staging'), ('production', 'Production'), ('archived', 'Archived'), ('rejected', 'Rejected')], max_length=20)),
-                ('justification', models.TextField()),
-                ('required_roles', models.JSONField(help_text='copied from the policy when the request was made')),
-                ('evidence', models.JSONField()),
-                ('evidence_sha256', models.CharField(max_length=64)),
-                ('prechecks', models.JSONField(default=list)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('publishing', 'Approved, publishing'), ('completed', 'Completed'), ('rejected', 'Rejected'), ('withdrawn', 'Withdrawn'), ('expired', 'Expired')], db_index=True, default='pending', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('expires_at', models.DateTimeField()),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='governance.promotionpolicy')),
-                ('requested_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='promotion_requests', to='registry.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "from_stage",
+                    models.CharField(
+                        choices=[
+                            ("experiment", "Experiment"),
+                            ("candidate", "Candidate"),
+                            ("staging", "Staging"),
+                            ("production", "Production"),
+                            ("archived", "Archived"),
+                            ("rejected", "Rejected"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "to_stage",
+                    models.CharField(
+                        choices=[
+                            ("experiment", "Experiment"),
+                            ("candidate", "Candidate"),
+                            ("staging", "Staging"),
+                            ("production", "Production"),
+                            ("archived", "Archived"),
+                            ("rejected", "Rejected"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("justification", models.TextField()),
+                (
+                    "required_roles",
+                    models.JSONField(help_text="copied from the policy when the request was made"),
+                ),
+                ("evidence", models.JSONField()),
+                ("evidence_sha256", models.CharField(max_length=64)),
+                ("prechecks", models.JSONField(default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("publishing", "Approved, publishing"),
+                            ("completed", "Completed"),
+                            ("rejected", "Rejected"),
+                            ("withdrawn", "Withdrawn"),
+                            ("expired", "Expired"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("expires_at", models.DateTimeField()),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to="governance.promotionpolicy"
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="promotion_requests",
+                        to="registry.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Approval',
+            name="Approval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(max_length=50)),
-                ('decision', models.CharField(choices=[('approve', 'Approved'), ('reject', 'Rejected')], max_length=10)),
-                ('comment', models.TextField(blank=True)),
-                ('evidence_sha256', models.CharField(max_length=64)),
-                ('policy_version', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('voided_at', models.DateTimeField(blank=True, null=True)),
-                ('void_reason', models.TextField(blank=True)),
-                ('approver', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('request', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approvals', to='governance.promotionrequest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("role", models.CharField(max_length=50)),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[("approve", "Approved"), ("reject", "Rejected")], max_length=10
+                    ),
+                ),
+                ("comment", models.TextField(blank=True)),
+                ("evidence_sha256", models.CharField(max_length=64)),
+                ("policy_version", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("voided_at", models.DateTimeField(blank=True, null=True)),
+                ("void_reason", models.TextField(blank=True)),
+                (
+                    "approver",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approvals",
+                        to="governance.promotionrequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='RequestComment',
+            name="RequestComment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('body', models.TextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('request', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comments', to='governance.promotionrequest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("body", models.TextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comments",
+                        to="governance.promotionrequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='promotionrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['pending', 'publishing'])), fields=('version', 'to_stage'), name='one_open_request_per_version_and_stage'),
+            model_name="promotionrequest",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["pending", "publishing"])),
+                fields=("version", "to_stage"),
+                name="one_open_request_per_version_and_stage",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approval',
-            constraint=models.UniqueConstraint(condition=models.Q(('voided_at__isnull', True)), fields=('request', 'approver'), name='one_role_per_person'),
+            model_name="approval",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("voided_at__isnull", True)),
+                fields=("request", "approver"),
+                name="one_role_per_person",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approval',
-            constraint=models.UniqueConstraint(condition=models.Q(('voided_at__isnull', True)), fields=('request', 'role'), name='one_decision_per_role'),
+            model_name="approval",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("voided_at__isnull", True)),
+                fields=("request", "role"),
+                name="one_decision_per_role",
+            ),
         ),
     ]

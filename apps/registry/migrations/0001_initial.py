@@ -6,166 +6,361 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DatasetVersion',
+            name="DatasetVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('sha256', models.CharField(max_length=64)),
-                ('md5', models.CharField(help_text='what DVC identifies the file by', max_length=32)),
-                ('size_bytes', models.BigIntegerField()),
-                ('row_count', models.BigIntegerField()),
-                ('schema', models.JSONField(default=list)),
-                ('path', models.CharField(max_length=500)),
-                ('dvc_path', models.CharField(max_length=500)),
-                ('description', models.TextField(blank=True)),
-                ('params', models.JSONField(blank=True, default=dict, help_text='how the data was produced')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("sha256", models.CharField(max_length=64)),
+                ("md5", models.CharField(help_text="what DVC identifies the file by", max_length=32)),
+                ("size_bytes", models.BigIntegerField()),
+                ("row_count", models.BigIntegerField()),
+                ("schema", models.JSONField(default=list)),
+                ("path", models.CharField(max_length=500)),
+                ("dvc_path", models.CharField(max_length=500)),
+                ("description", models.TextField(blank=True)),
+                ("params", models.JSONField(blank=True, default=dict, help_text="how the data was produced")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('run_id', models.CharField(blank=True, max_length=64)),
-                ('source_uri', models.CharField(blank=True, max_length=500)),
-                ('artifact_sha256', models.CharField(blank=True, max_length=64)),
-                ('stage', models.CharField(choices=[('experiment', 'Experiment'), ('candidate', 'Candidate'), ('staging', 'Staging'), ('production', 'Production'), ('archived', 'Archived'), ('rejected', 'Rejected')], default='experiment', max_length=20)),
-                ('mlflow_user', models.CharField(blank=True, help_text='who MLflow says created it', max_length=200)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('confidence_intervals', models.JSONField(blank=True, default=dict)),
-                ('curves', models.JSONField(blank=True, default=dict)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('signature', models.JSONField(blank=True, null=True)),
-                ('description', models.TextField(blank=True)),
-                ('registered_at', models.DateTimeField(help_text='when MLflow registered it')),
-                ('synced_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='model_versions', to='registry.datasetversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("run_id", models.CharField(blank=True, max_length=64)),
+                ("source_uri", models.CharField(blank=True, max_length=500)),
+                ("artifact_sha256", models.CharField(blank=True, max_length=64)),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("experiment", "Experiment"),
+                            ("candidate", "Candidate"),
+                            ("staging", "Staging"),
+                            ("production", "Production"),
+                            ("archived", "Archived"),
+                            ("rejected", "Rejected"),
+                        ],
+                        default="experiment",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "mlflow_user",
+                    models.CharField(blank=True, help_text="who MLflow says created it", max_length=200),
+                ),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("confidence_intervals", models.JSONField(blank=True, default=dict)),
+                ("curves", models.JSONField(blank=True, default=dict)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("signature", models.JSONField(blank=True, null=True)),
+                ("description", models.TextField(blank=True)),
+                ("registered_at", models.DateTimeField(help_text="when MLflow registered it")),
+                ("synced_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="model_versions",
+                        to="registry.datasetversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model', '-version'],
+                "ordering": ["model", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='ReferenceProfile',
+            name="ReferenceProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('data', models.JSONField()),
-                ('version', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='reference_profile', to='registry.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("data", models.JSONField()),
+                (
+                    "version",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reference_profile",
+                        to="registry.modelversion",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RegisteredModel',
+            name="RegisteredModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='the name in the MLflow registry', max_length=200, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('risk_tier', models.CharField(choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High')], default='high', max_length=10)),
-                ('aliases_pending', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('owners', models.ManyToManyField(blank=True, related_name='owned_models', to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='models', to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="the name in the MLflow registry", max_length=200, unique=True
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "risk_tier",
+                    models.CharField(
+                        choices=[("low", "Low"), ("medium", "Medium"), ("high", "High")],
+                        default="high",
+                        max_length=10,
+                    ),
+                ),
+                ("aliases_pending", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "owners",
+                    models.ManyToManyField(
+                        blank=True, related_name="owned_models", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="models",
+                        to="accounts.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('request_promotion', "Can request promotion of the model's versions")],
+                "ordering": ["name"],
+                "permissions": [("request_promotion", "Can request promotion of the model's versions")],
             },
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='registry.registeredmodel'),
+            model_name="modelversion",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="versions",
+                to="registry.registeredmodel",
+            ),
         ),
         migrations.CreateModel(
-            name='ModelCardRevision',
+            name="ModelCardRevision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('intended_use', models.TextField(blank=True)),
-                ('out_of_scope_use', models.TextField(blank=True)),
-                ('limitations', models.TextField(blank=True)),
-                ('ethical_considerations', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('author', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='card_revisions', to='registry.registeredmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("intended_use", models.TextField(blank=True)),
+                ("out_of_scope_use", models.TextField(blank=True)),
+                ("limitations", models.TextField(blank=True)),
+                ("ethical_considerations", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="card_revisions",
+                        to="registry.registeredmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='AliasDrift',
+            name="AliasDrift",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('alias', models.CharField(max_length=50)),
-                ('expected_version', models.PositiveIntegerField(blank=True, null=True)),
-                ('found_version', models.PositiveIntegerField(blank=True, null=True)),
-                ('detected_at', models.DateTimeField(auto_now_add=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alias_drifts', to='registry.registeredmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("alias", models.CharField(max_length=50)),
+                ("expected_version", models.PositiveIntegerField(blank=True, null=True)),
+                ("found_version", models.PositiveIntegerField(blank=True, null=True)),
+                ("detected_at", models.DateTimeField(auto_now_add=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alias_drifts",
+                        to="registry.registeredmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-detected_at'],
+                "ordering": ["-detected_at"],
             },
         ),
         migrations.CreateModel(
-            name='StageTransition',
+            name="StageTransition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_stage', models.CharField(blank=True, choices=[('experiment', 'Experiment'), ('candidate', 'Candidate'), ('staging', 'Staging'), ('production', 'Production'), ('archived', 'Archived'), ('rejected', 'Rejected')], max_length=20)),
-                ('to_stage', models.CharField(choices=[('experiment', 'Experiment'), ('candidate', 'Candidate'), ('staging', 'Staging'), ('production', 'Production'), ('archived', 'Archived'), ('rejected', 'Rejected')], max_length=20)),
-                ('reason', models.TextField(blank=True)),
-                ('at', models.DateTimeField(auto_now_add=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='registry.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "from_stage",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("experiment", "Experiment"),
+                            ("candidate", "Candidate"),
+                            ("staging", "Staging"),
+                            ("production", "Production"),
+                            ("archived", "Archived"),
+                            ("rejected", "Rejected"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "to_stage",
+                    models.CharField(
+                        choices=[
+                            ("experiment", "Experiment"),
+                            ("candidate", "Candidate"),
+                            ("staging", "Staging"),
+                            ("production", "Production"),
+                            ("archived", "Archived"),
+                            ("rejected", "Rejected"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transitions",
+                        to="registry.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'id'],
+                "ordering": ["at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='SyncRun',
+            name="SyncRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='running', max_length=10)),
-                ('models_seen', models.PositiveIntegerField(default=0)),
-                ('versions_created', models.PositiveIntegerField(default=0)),
-                ('versions_updated', models.PositiveIntegerField(default=0)),
-                ('alias_drifts', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("running", "Running"), ("succeeded", "Succeeded"), ("failed", "Failed")],
+                        default="running",
+                        max_length=10,
+                    ),
+                ),
+                ("models_seen", models.PositiveIntegerField(default=0)),
+                ("versions_created", models.PositiveIntegerField(default=0)),
+                ("versions_updated", models.PositiveIntegerField(default=0)),
+                ("alias_drifts", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started_at', '-id'],
+                "ordering": ["-started_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='datasetversion',
-            constraint=models.UniqueConstraint(fields=('name', 'sha256'), name='dataset_unique_content'),
+            model_name="datasetversion",
+            constraint=models.UniqueConstraint(fields=("name", "sha256"), name="dataset_unique_content"),
         ),
         migrations.AddIndex(
-            model_name='modelversion',
-            index=models.Index(fields=['stage'], name='registry_mo_stage_a99430_idx'),
+            model_name="modelversion",
+            index=models.Index(fields=["stage"], name="registry_mo_stage_a99430_idx"),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('model', 'version'), name='version_unique_per_model'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(fields=("model", "version"), name="version_unique_per_model"),
         ),
     ]
