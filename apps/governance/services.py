@@ -356,6 +356,14 @@ def _approve_request(actor, request: PromotionRequest) -> None:
     version_stage_set(
         actor=actor, version=version, stage=Stage(request.to_stage), reason=f"promotion request #{request.pk}"
     )
+    # Pending requests of the version this one replaced can no longer complete: close them now.
+    superseded = PromotionRequest.objects.filter(
+        version__model_id=version.model_id, version__stage=Stage.ARCHIVED, status=Status.PENDING
+    )
+    for stale in superseded:
+        reason = f"v{stale.version.version} was archived when request #{request.pk} was approved"
+        if _move(stale, to=Status.EXPIRED, actor=actor, action="promotion.superseded", reason=reason):
+            notifications.request_closed(stale)
     from .tasks import publish_promotion
 
     enqueue_on_commit(publish_promotion, request.pk)

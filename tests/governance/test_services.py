@@ -330,3 +330,15 @@ def test_policy_is_published_through_the_admin_as_a_new_version(client, admin_us
     assert "Save" not in page.content.decode()  # shown, not editable
     assert client.post(f"/admin/governance/promotionpolicy/{first.pk}/delete/").status_code == 403
     assert PromotionPolicy.objects.count() == 2
+
+
+def test_pending_requests_of_a_replaced_version_are_closed(fraud_model, data_scientist, ds_lead, ml_engineer):
+    to_staging = _request(data_scientist, fraud_model, 3, Stage.STAGING)  # v3 (Candidate) asks for Staging
+    to_candidate = _request(data_scientist, fraud_model, 4, Stage.CANDIDATE)
+    services.promotion_approve(actor=ds_lead, request=to_candidate)  # v4 becomes Candidate, v3 archived
+    to_staging.refresh_from_db()
+    assert to_staging.status == Status.EXPIRED
+    event = AuditEvent.objects.get(action="promotion.superseded", object_id=str(to_staging.pk))
+    assert event.after["reason"] == f"v3 was archived when request #{to_candidate.pk} was approved"
+    with pytest.raises(services.Conflict):
+        services.promotion_approve(actor=ml_engineer, request=to_staging)
