@@ -18,7 +18,7 @@ class NavItem:
     def visible_to(self, user, roles: list[Role]) -> bool:
         if self.staff_only:
             return user.is_staff
-        return self.roles is None or bool(self.roles.intersection(roles))
+        return self.roles is None or user.is_superuser or bool(self.roles.intersection(roles))
 
 
 APPROVERS = frozenset({Role.DATA_SCIENTIST_LEAD, Role.ML_ENGINEER, Role.MODEL_RISK, Role.COMPLIANCE})

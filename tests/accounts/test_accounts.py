@@ -101,6 +101,7 @@ def test_home_shows_the_panel_of_each_role_and_no_admin_link(client, request, pe
 def test_staff_sees_the_admin_link(client, admin_user):
     client.force_login(admin_user)
     assert "Admin" in _nav_labels(client)
+    assert "Audit" in _nav_labels(client)  # a superuser sees every page
     assert client.get(reverse("admin:index")).status_code == 200
 
 
