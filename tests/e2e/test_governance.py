@@ -78,6 +78,8 @@ def test_lead_approves_a_candidate_requested_from_the_version_page(
         "The gain holds on the holdout."
     )
     assert dialogs == [f"Approve request #{promotion.pk}: fraud-scorer v4 to Candidate?"]
+    # The navigation's count follows the decision without a reload (htmx out-of-band swap).
+    expect(page.get_by_test_id("nav").get_by_test_id("inbox-count")).to_have_count(0)
     assert ModelVersion.objects.get(model=fraud_model, version=4).stage == Stage.CANDIDATE
 
 
