@@ -21,6 +21,15 @@ pytest_plugins = ["tests.registry.fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
+# The people of the story who hold one role each (fixture name -> role).
+PEOPLE = {
+    "data_scientist": Role.DATA_SCIENTIST,
+    "ds_lead": Role.DATA_SCIENTIST_LEAD,
+    "ml_engineer": Role.ML_ENGINEER,
+    "model_risk": Role.MODEL_RISK,
+    "compliance": Role.COMPLIANCE,
+    "manager": Role.MANAGER,
+}
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -100,6 +109,20 @@ def manager(db):
 def outsider(db):
     """Signed in, but with no role and no team."""
     return _person("otto", None)
+
+
+@pytest.fixture
+def as_person(request):
+    """`as_person("manager")`: an API client signed in (with a session) as that person's fixture."""
+    from rest_framework.test import APIClient
+
+    def client_for(person: str) -> APIClient:
+        client = APIClient()
+        if person != "anonymous":
+            client.force_login(request.getfixturevalue(person))
+        return client
+
+    return client_for
 
 
 @pytest.fixture

@@ -79,10 +79,6 @@ class PromotionRequest(models.Model):
     def __str__(self) -> str:
         return f"request #{self.pk}: {self.version} to {self.get_to_stage_display()}"
 
-    @property
-    def is_open(self) -> bool:
-        return self.status in self.OPEN
-
 
 class Approval(models.Model):
     """One decision on a request, in one role. Void when the evidence changed after it was given."""

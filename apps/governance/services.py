@@ -240,6 +240,11 @@ def evidence_refresh(*, request: PromotionRequest) -> bool:
     return True
 
 
+def _locked(request: PromotionRequest) -> PromotionRequest:
+    """The request re-read under a row lock: deciders on one request queue up here."""
+    return PromotionRequest.objects.select_for_update().select_related("version", "policy").get(pk=request.pk)
+
+
 def _decision_role(actor, request: PromotionRequest, role: str | None) -> str:
     """The role in which `actor` may decide on `request` now, or the reason they may not."""
     if request.status != Status.PENDING:
@@ -286,11 +291,7 @@ def promotion_approve(
             "The evidence changed since this request was made: earlier approvals are void. Review it again."
         )
     with transaction.atomic():
-        locked = (
-            PromotionRequest.objects.select_for_update()
-            .select_related("version", "policy")
-            .get(pk=request.pk)
-        )
+        locked = _locked(request)
         role = _decision_role(actor, locked, role)
         try:
             with transaction.atomic():
@@ -389,11 +390,7 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str, role: st
     if not comment:
         raise DomainError("A rejection needs a comment saying why.")
     with transaction.atomic():
-        locked = (
-            PromotionRequest.objects.select_for_update()
-            .select_related("version", "policy")
-            .get(pk=request.pk)
-        )
+        locked = _locked(request)
         role = _decision_role(actor, locked, role)
         if not _move(
             locked, to=Status.REJECTED, actor=actor, action="promotion.rejected", role=role, comment=comment

@@ -110,6 +110,18 @@ class RemoteVersion:
     registered_at: datetime
 
 
+def _remote_version(version) -> RemoteVersion:
+    return RemoteVersion(
+        name=version.name,
+        version=int(version.version),
+        run_id=version.run_id or "",
+        source=version.source or "",
+        user_id=version.user_id or "",
+        description=version.description or "",
+        registered_at=_to_datetime(version.creation_timestamp),
+    )
+
+
 def registered_models() -> Iterator[RemoteModel]:
     with _translated_errors():
         mlflow_client, token = client(), None
@@ -136,15 +148,7 @@ def model_versions(name: str) -> Iterator[RemoteVersion]:
                 filter_string=f"name='{escaped}'", max_results=PAGE_SIZE, page_token=token
             )
             for version in page:
-                yield RemoteVersion(
-                    name=version.name,
-                    version=int(version.version),
-                    run_id=version.run_id or "",
-                    source=version.source or "",
-                    user_id=version.user_id or "",
-                    description=version.description or "",
-                    registered_at=_to_datetime(version.creation_timestamp),
-                )
+                yield _remote_version(version)
             token = page.token
             if not token:
                 return
@@ -247,15 +251,7 @@ def create_version(
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         created = mlflow_client.create_model_version(name, source=source, run_id=run_id)
-    return RemoteVersion(
-        name=created.name,
-        version=int(created.version),
-        run_id=created.run_id or "",
-        source=created.source or "",
-        user_id=created.user_id or "",
-        description=created.description or "",
-        registered_at=_to_datetime(created.creation_timestamp),
-    )
+    return _remote_version(created)
 
 
 def set_alias(name: str, alias: str, version: int) -> None:

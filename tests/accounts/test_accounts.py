@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from apps.accounts.roles import Role
-from tests.conftest import PASSWORD, UserFactory
+from tests.conftest import PASSWORD, PEOPLE, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -78,16 +78,6 @@ def test_password_change_with_wrong_old_password_is_a_form_error(client, data_sc
 
 def _nav_labels(client) -> list[str]:
     return [item["label"] for item in client.get(reverse("home")).context["nav_items"]]
-
-
-PEOPLE = {
-    "data_scientist": Role.DATA_SCIENTIST,
-    "ds_lead": Role.DATA_SCIENTIST_LEAD,
-    "ml_engineer": Role.ML_ENGINEER,
-    "model_risk": Role.MODEL_RISK,
-    "compliance": Role.COMPLIANCE,
-    "manager": Role.MANAGER,
-}
 
 
 @pytest.mark.parametrize(("person", "role"), PEOPLE.items())

@@ -5,17 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from apps.accounts.roles import Role
-
-PEOPLE = {
-    "data_scientist": Role.DATA_SCIENTIST,
-    "ds_lead": Role.DATA_SCIENTIST_LEAD,
-    "ml_engineer": Role.ML_ENGINEER,
-    "model_risk": Role.MODEL_RISK,
-    "compliance": Role.COMPLIANCE,
-    "manager": Role.MANAGER,
-}
-
+from tests.conftest import PEOPLE
 
 # What each role finds in the navigation: the pages that exist for it, no others.
 NAVIGATION_OF = {

@@ -30,19 +30,6 @@ PEOPLE = [
 ]
 
 
-@pytest.fixture
-def as_person(request):
-    """`as_person("manager")`: an API client signed in (with a session) as that person's fixture."""
-
-    def client_for(person: str) -> APIClient:
-        client = APIClient()
-        if person != "anonymous":
-            client.force_login(request.getfixturevalue(person))
-        return client
-
-    return client_for
-
-
 def version_of(model, number) -> ModelVersion:
     return model.versions.get(version=number)
 

@@ -28,19 +28,6 @@ VISIBLE = {
 }
 
 
-@pytest.fixture
-def as_person(request):
-    """`as_person("manager")`: an API client signed in (with a session) as that person's fixture."""
-
-    def client_for(person: str) -> APIClient:
-        client = APIClient()
-        if person != "anonymous":
-            client.force_login(request.getfixturevalue(person))
-        return client
-
-    return client_for
-
-
 def names(response) -> set[str]:
     assert response.status_code == 200, response.content
     return {row["name"] for row in response.json()["results"]}
