@@ -30,10 +30,8 @@ def _requester(request) -> list[str]:
 
 
 def _outbox(**fields) -> None:
-    from .tasks import deliver_notification
-
     notification = Notification.objects.create(**fields)
-    enqueue_on_commit(deliver_notification, notification.pk)
+    enqueue_on_commit("apps.governance.tasks.deliver_notification", notification.pk)
 
 
 def _email(recipients: list[str], subject: str, body: str, event: str) -> None:

@@ -365,9 +365,7 @@ def _approve_request(actor, request: PromotionRequest) -> None:
         reason = f"v{stale.version.version} was archived when request #{request.pk} was approved"
         if _move(stale, to=Status.EXPIRED, actor=actor, action="promotion.superseded", reason=reason):
             notifications.request_closed(stale)
-    from .tasks import publish_promotion
-
-    enqueue_on_commit(publish_promotion, request.pk)
+    enqueue_on_commit("apps.governance.tasks.publish_promotion", request.pk)
 
 
 def promotion_publish(*, request: PromotionRequest) -> bool:

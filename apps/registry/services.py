@@ -369,8 +369,6 @@ def model_card_edit(*, actor, model: RegisteredModel, **narrative) -> ModelCardR
     unknown = set(narrative) - set(ModelCardRevision.NARRATIVE_FIELDS)
     if unknown:
         raise DomainError(f"unknown model card fields: {', '.join(sorted(unknown))}")
-    from .tasks import publish_model_cards
-
     previous = model.card_revisions.first()
     revision = ModelCardRevision.objects.create(
         model=model, author=actor, **{field: narrative.get(field, "").strip() for field in narrative}
@@ -382,7 +380,7 @@ def model_card_edit(*, actor, model: RegisteredModel, **narrative) -> ModelCardR
         before={f: getattr(previous, f) for f in narrative} if previous else None,
         after={f: getattr(revision, f) for f in narrative},
     )
-    enqueue_on_commit(publish_model_cards, model.pk)
+    enqueue_on_commit("apps.registry.tasks.publish_model_cards", model.pk)
     evidence_changed.send(sender=RegisteredModel, model=model)
     return revision
 
