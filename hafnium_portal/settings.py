@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from .embedded_redis import DEFAULT_PORT as EMBEDDED_REDIS_DEFAULT_PORT
 
@@ -154,12 +155,27 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=14 * 60)
+# Training is the one task allowed longer than the default limit (apps.training.tasks.train_model).
+TRAINING_TASK_TIME_LIMIT = env.int("TRAINING_TASK_TIME_LIMIT", default=60 * 60)
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the longest task, so a late-acked task is not handed to a second worker while it runs;
-# a task whose worker was killed outright is redelivered after this long.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
+# Longer than the longest task time limit, so a late-acked task is not handed to a second worker
+# while it runs; a task whose worker was killed outright is redelivered after this long. Every time
+# limit is read from the two settings above, so this stays the longest (tests/portal/test_celery.py).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 2 * max(CELERY_TASK_TIME_LIMIT, TRAINING_TASK_TIME_LIMIT)
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The worker heartbeat has a queue of its own, consumed by a worker that runs nothing else (Procfile,
+# docker-compose.yml: `worker-heartbeat`), so a pool busy with slow calls never looks dead. A worker
+# started without -Q (development, the tests) consumes both queues.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+HEARTBEAT_QUEUE = "heartbeat"
+CELERY_TASK_QUEUES = [
+    Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(HEARTBEAT_QUEUE, routing_key=HEARTBEAT_QUEUE),
+]
+CELERY_TASK_ROUTES = {"hafnium_portal.health.record_worker_heartbeat": {"queue": HEARTBEAT_QUEUE}}
 WORKER_HEARTBEAT_INTERVAL = env.int("WORKER_HEARTBEAT_INTERVAL", default=30)
 # A heartbeat older than this means no worker is consuming the queue.
 WORKER_HEARTBEAT_STALE_AFTER = 3 * WORKER_HEARTBEAT_INTERVAL
@@ -167,7 +183,7 @@ CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
         "task": "hafnium_portal.health.record_worker_heartbeat",
         "schedule": WORKER_HEARTBEAT_INTERVAL,
-        "options": {"expires": WORKER_HEARTBEAT_INTERVAL},
+        "options": {"expires": WORKER_HEARTBEAT_INTERVAL, "queue": HEARTBEAT_QUEUE},
     },
     "publish-pending-promotions": {
         "task": "apps.governance.tasks.publish_pending_promotions",
@@ -196,6 +212,20 @@ CELERY_BEAT_SCHEDULE = {
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.sqlite3'}")
 # Where a local store keeps artifacts (a URI: file://, s3://...); an MLflow server decides for itself.
 MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=(VAR_DIR / "mlartifacts").as_uri())
+# Every call to an MLflow server is bounded (apps/registry/gateway.py sets MLflow's own HTTP variables
+# from these before each call). A web request waits one attempt of MLFLOW_HTTP_TIMEOUT seconds and
+# answers 503; a Celery task is given a longer timeout and one retry, then retries itself with backoff.
+MLFLOW_HTTP_TIMEOUT = env.int("MLFLOW_HTTP_TIMEOUT", default=5)
+MLFLOW_HTTP_MAX_RETRIES = env.int("MLFLOW_HTTP_MAX_RETRIES", default=0)
+MLFLOW_TASK_HTTP_TIMEOUT = env.int("MLFLOW_TASK_HTTP_TIMEOUT", default=30)
+MLFLOW_TASK_HTTP_MAX_RETRIES = env.int("MLFLOW_TASK_HTTP_MAX_RETRIES", default=1)
+# Seconds before MLflow's first retry (doubled at each next one).
+MLFLOW_HTTP_BACKOFF_FACTOR = env.int("MLFLOW_HTTP_BACKOFF_FACTOR", default=1)
+# A task that failed on MLflow is retried after REGISTRY_RETRY_BACKOFF seconds, doubled each time up
+# to REGISTRY_RETRY_BACKOFF_MAX, at most REGISTRY_MAX_RETRIES times.
+REGISTRY_RETRY_BACKOFF = env.int("REGISTRY_RETRY_BACKOFF", default=5)
+REGISTRY_RETRY_BACKOFF_MAX = env.int("REGISTRY_RETRY_BACKOFF_MAX", default=300)
+REGISTRY_MAX_RETRIES = env.int("REGISTRY_MAX_RETRIES", default=5)
 
 # Dataset versions (Parquet, with their DVC pointers) are kept here under their content hash.
 DATASET_ROOT = env.str("DATASET_ROOT", default=str(VAR_DIR / "datasets"))

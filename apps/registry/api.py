@@ -89,6 +89,10 @@ class ModelCardSerializer(serializers.Serializer):
 
 class DatasetSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:dataset-detail")
+    location = serializers.CharField(
+        read_only=True, help_text="the Parquet file, relative to the dataset store"
+    )
+    dvc_location = serializers.CharField(read_only=True, help_text="its DVC pointer, relative to the store")
 
     class Meta:
         model = DatasetVersion
@@ -101,8 +105,8 @@ class DatasetSerializer(serializers.ModelSerializer):
             "size_bytes",
             "row_count",
             "schema",
-            "path",
-            "dvc_path",
+            "location",
+            "dvc_location",
             "description",
             "params",
             "created_at",
@@ -138,6 +142,12 @@ class RegisterRequest(serializers.Serializer):
         required=False,
         error_messages={"does_not_exist": "There is no team {value}."},
         help_text="slug of the team a new model belongs to (you must be a member)",
+    )
+    reason = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="why a run already registered under another model is registered again (recorded)",
     )
 
 
@@ -206,11 +216,9 @@ class ModelVersionViewSet(viewsets.GenericViewSet):
 
     def list(self, request):
         filters = _filters(VersionFilters, request)
-        versions = selectors.versions_visible_to(request.user)
-        if "model" in filters:
-            versions = versions.filter(model__name=filters["model"])
-        if "stage" in filters:
-            versions = versions.filter(stage=filters["stage"])
+        versions = selectors.version_list(
+            request.user, model=filters.get("model"), stage=filters.get("stage", "")
+        )
         page = self.paginate_queryset(versions)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
@@ -228,25 +236,44 @@ class ModelVersionViewSet(viewsets.GenericViewSet):
     @extend_schema(
         request=RegisterRequest,
         responses={
+            200: OpenApiResponse(
+                ModelVersionSerializer, description="the run is that model's version already"
+            ),
             201: ModelVersionSerializer,
-            400: OpenApiResponse(description="a field is invalid, or MLflow refused the run"),
-            403: OpenApiResponse(ErrorSerializer, description="you may not register, or not into that team"),
-            404: OpenApiResponse(ErrorSerializer, description="the model exists but you cannot see it"),
+            400: OpenApiResponse(description="a field is invalid, or the run logged no model"),
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="you may not register, not into that team, or not a run of no known team",
+            ),
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="the model exists but you cannot see it; or there is no run you may register "
+                "(a run of a team you are not in is not told apart from a run that does not exist)",
+            ),
+            409: OpenApiResponse(
+                ErrorSerializer, description="the run is registered under another model: give a reason"
+            ),
             503: OpenApiResponse(ErrorSerializer, description="MLflow is unavailable"),
         },
     )
     @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated, CanRegister])
     def register(self, request):
-        """Register the model an MLflow run logged as a new version (creating the model if needed)."""
+        """Register the model an MLflow run logged as a new version (creating the model if needed).
+
+        The run must be one of a team you are in (its experiment's or its own `hafnium.team` tag, or the
+        model it is a version of). A run already registered under another model needs a `reason`.
+        """
         body = RegisterRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        name, team = body.validated_data["model"], body.validated_data.get("team")
-        permissions.check_registering_into(request.user, name, team)
-        version = services.register_from_run(
-            actor=request.user, model_name=name, run_id=body.validated_data["run_id"], team=team
+        registration = services.version_register(
+            actor=request.user,
+            model_name=body.validated_data["model"],
+            run_id=body.validated_data["run_id"],
+            team=body.validated_data.get("team"),
+            reason=body.validated_data.get("reason", ""),
         )
-        data = ModelVersionSerializer(version, context={"request": request}).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        data = ModelVersionSerializer(registration.version, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK)
 
 
 @extend_schema(tags=["datasets"])
@@ -260,9 +287,7 @@ class DatasetViewSet(viewsets.GenericViewSet):
 
     def list(self, request):
         filters = _filters(DatasetFilters, request)
-        datasets = selectors.datasets_visible_to(request.user)
-        if "name" in filters:
-            datasets = datasets.filter(name=filters["name"])
+        datasets = selectors.dataset_list(request.user, name=filters.get("name", ""))
         page = self.paginate_queryset(datasets)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 

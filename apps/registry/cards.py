@@ -75,7 +75,7 @@ def _body(card: ModelCard) -> str:
             f"- Dataset: {dataset.name}",
             f"- sha256: {dataset.sha256}",
             f"- Rows: {dataset.row_count}",
-            f"- DVC pointer: {dataset.dvc_path}",
+            f"- DVC pointer: {dataset.dvc_location}",
             "",
         ]
     else:

@@ -7,6 +7,7 @@ reached or failed).
 
 import hashlib
 import json
+import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -57,8 +58,34 @@ def _translated_errors():
         raise
 
 
+def _in_task() -> bool:
+    from celery import current_task
+
+    return bool(current_task and current_task.request.id)
+
+
+def _bound_http_calls() -> None:
+    """Set MLflow's HTTP timeout and retries from the settings, before every call.
+
+    MLflow reads these environment variables at call time (mlflow/environment_variables.py, used by
+    utils/rest_utils.http_request); its defaults (120 s timeout, 7 retries with exponential backoff)
+    hold a web request or a worker slot for minutes when MLflow is down. A web request fails fast
+    (503); a Celery task gets a little more patience and then retries itself with backoff.
+    """
+    if _in_task():
+        timeout, retries = settings.MLFLOW_TASK_HTTP_TIMEOUT, settings.MLFLOW_TASK_HTTP_MAX_RETRIES
+    else:
+        timeout, retries = settings.MLFLOW_HTTP_TIMEOUT, settings.MLFLOW_HTTP_MAX_RETRIES
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.MLFLOW_HTTP_BACKOFF_FACTOR)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0.5"
+
+
 def client():
     import mlflow
+
+    _bound_http_calls()
 
     # Some MLflow paths (resolving a `models:/` source at registration, fluent logging) read the
     # process-wide URIs whatever the client says: keep them equal to the settings.
@@ -161,37 +188,55 @@ class RemoteRun:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
+    experiment_id: str = ""
+    user_id: str = ""
+    experiment_tags: dict[str, str] | None = None
 
 
-def run(run_id: str) -> RemoteRun:
+def run(run_id: str, *, with_experiment: bool = False) -> RemoteRun:
+    """A run; RegistryNotFound if there is none. `with_experiment` also reads its experiment's tags."""
     with _translated_errors():
-        found = client().get_run(run_id)
+        mlflow_client = client()
+        found = mlflow_client.get_run(run_id)
+        experiment_tags = None
+        if with_experiment:
+            experiment = mlflow_client.get_experiment(found.info.experiment_id)
+            experiment_tags = dict(experiment.tags or {})
+    tags = dict(found.data.tags)
     return RemoteRun(
         run_id=found.info.run_id,
         status=found.info.status,
         metrics=dict(found.data.metrics),
         params=dict(found.data.params),
-        tags=dict(found.data.tags),
+        tags=tags,
+        experiment_id=found.info.experiment_id,
+        # MLflow records who logged a run in the `mlflow.user` tag (and, older, in info.user_id).
+        user_id=tags.get("mlflow.user") or found.info.user_id or "",
+        experiment_tags=experiment_tags,
     )
 
 
-def run_model_uri(run_id: str) -> str:
-    """The URI of the model logged by the run; RegistryNotFound if there is no such run or model."""
+def run_versions(run_id: str) -> list[RemoteVersion]:
+    """Every registered version made from the run, of any model."""
+    escaped = run_id.replace("'", "")
     with _translated_errors():
-        mlflow_client = client()
-        try:
-            found = mlflow_client.get_run(run_id)
-        except Exception as exc:
-            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
-                raise RegistryNotFound(f"run {run_id} does not exist") from exc
-            raise
-        logged = mlflow_client.search_logged_models(
-            experiment_ids=[found.info.experiment_id],
-            filter_string=f"source_run_id = '{run_id}'",
-            max_results=1,
+        found = client().search_model_versions(filter_string=f"run_id='{escaped}'", max_results=PAGE_SIZE)
+    return [_remote_version(version) for version in found]
+
+
+class NoLoggedModel(DomainError):
+    """The run exists but logged no model."""
+
+
+def run_model_uri(run_id: str, experiment_id: str) -> str:
+    """The URI of the model logged by the run; NoLoggedModel if it logged none."""
+    escaped = run_id.replace("'", "")
+    with _translated_errors():
+        logged = client().search_logged_models(
+            experiment_ids=[experiment_id], filter_string=f"source_run_id = '{escaped}'", max_results=1
         )
     if not logged:
-        raise RegistryNotFound(f"run {run_id} has no logged model")
+        raise NoLoggedModel(f"run {run_id} has no logged model")
     return logged[0].model_uri
 
 
@@ -212,6 +257,7 @@ def model_signature(model_uri: str) -> dict | None:
     """The input/output signature recorded with the model, as JSON, if any."""
     from mlflow.models import get_model_info
 
+    _bound_http_calls()
     with _translated_errors():
         info = get_model_info(model_uri)
     return info.signature.to_dict() if info.signature else None
@@ -222,6 +268,7 @@ def artifact_sha256(model_uri: str) -> str:
     import mlflow
 
     digest = hashlib.sha256()
+    _bound_http_calls()
     with _translated_errors(), tempfile.TemporaryDirectory() as folder:
         root = Path(
             mlflow.artifacts.download_artifacts(

@@ -1,5 +1,7 @@
 """The portal's mirror of the MLflow registry: models, versions, datasets, lineage, model cards, syncs."""
 
+from pathlib import Path, PurePosixPath
+
 from django.conf import settings
 from django.db import models
 
@@ -52,6 +54,7 @@ class DatasetVersion(models.Model):
     size_bytes = models.BigIntegerField()
     row_count = models.BigIntegerField()
     schema = models.JSONField(default=list)
+    # Both relative to settings.DATASET_ROOT (older rows may hold an absolute path; `file` copes).
     path = models.CharField(max_length=500)
     dvc_path = models.CharField(max_length=500)
     description = models.TextField(blank=True)
@@ -66,6 +69,30 @@ class DatasetVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.name}@{self.sha256[:12]}"
 
+    @property
+    def file(self) -> Path:
+        """Where the Parquet file is on this server (never shown: pages and API show `location`)."""
+        return Path(settings.DATASET_ROOT) / self.path
+
+    @property
+    def location(self) -> str:
+        return _relative_to_root(self.path)
+
+    @property
+    def dvc_location(self) -> str:
+        return _relative_to_root(self.dvc_path)
+
+
+def _relative_to_root(path: str) -> str:
+    """A stored location relative to DATASET_ROOT; of a file elsewhere, its last two parts only."""
+    stored = PurePosixPath(path)
+    if not stored.is_absolute():
+        return stored.as_posix()
+    try:
+        return stored.relative_to(PurePosixPath(settings.DATASET_ROOT)).as_posix()
+    except ValueError:
+        return PurePosixPath(*stored.parts[-2:]).as_posix()
+
 
 class RegisteredModel(models.Model):
     name = models.CharField(max_length=200, unique=True, help_text="the name in the MLflow registry")
@@ -77,6 +104,8 @@ class RegisteredModel(models.Model):
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="owned_models", blank=True)
     # Set while a stage change waits for its MLflow aliases to be published.
     aliases_pending = models.BooleanField(default=False)
+    # When the sweep last enqueued a publication of them (so that an outage does not pile up copies).
+    aliases_enqueued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,21 +1,29 @@
 """Object access to the registry: one helper per object, used by pages and API alike.
 
 404 when the user may not see the object, 403 (PermissionDenied) when they may see but not act.
+A name with a NUL byte names nothing (PostgreSQL cannot even compare it): 404, never a query.
 """
 
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from .models import ModelVersion, RegisteredModel
 from .selectors import models_visible_to, versions_visible_to
 
 
+def _valid_name(name: str) -> str:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise Http404("No such model.")
+    return name
+
+
 def model_for_user(user, name: str) -> RegisteredModel:
-    return get_object_or_404(models_visible_to(user), name=name)
+    return get_object_or_404(models_visible_to(user), name=_valid_name(name))
 
 
 def version_for_user(user, name: str, version: int) -> ModelVersion:
-    return get_object_or_404(versions_visible_to(user), model__name=name, version=version)
+    return get_object_or_404(versions_visible_to(user), model__name=_valid_name(name), version=version)
 
 
 def version_by_id_for_user(user, pk: int) -> ModelVersion:
@@ -43,10 +51,39 @@ def can_register(user) -> bool:
 def check_registering_into(user, model_name: str, team) -> None:
     """Registering a version into a model: an existing model must be one the user can see (404) and
     whose team they belong to (403); a team given for a new model, one they are in (403)."""
-    model = RegisteredModel.objects.filter(name=model_name).first()
+    model = RegisteredModel.objects.filter(name=_valid_name(model_name)).first()
     if model is not None:
         model_for_user(user, model_name)
         if not user.has_perm("registry.request_promotion", model):
             raise PermissionDenied(f"Only members of the team of {model_name} may register versions of it.")
     if team is not None and not user.is_superuser and not team.members.filter(pk=user.pk).exists():
         raise PermissionDenied(f"You are not a member of team {team.slug}.")
+
+
+def run_not_found(run_id: str) -> Http404:
+    """The one answer for a run that does not exist and a run of a team the user is not in: the
+    second must not tell the first apart (it would confirm another team's run ids and their team)."""
+    return Http404(f"There is no run {run_id} you may register.")
+
+
+def check_run_source(user, *, run_id: str, team_slug: str, run_user: str, model_name: str) -> None:
+    """The right to register a run: to its source, not only to the target model.
+
+    A run of a known team (`services.versions.run_team_slug`): members of that team only, others get
+    the same 404 as for a run that does not exist. A run of no known team (logged by hand to a shared
+    experiment, untagged): only into a model that already exists, by one of its owners who is in its
+    team, and only if MLflow says that same person logged the run (403 otherwise, saying so).
+    """
+    if user.is_superuser:
+        return
+    if team_slug:
+        if not user.groups.filter(team__slug=team_slug).exists():
+            raise run_not_found(run_id)
+        return
+    model = RegisteredModel.objects.filter(name=model_name).first()
+    owner = model is not None and model.owners.filter(pk=user.pk).exists()
+    if not (owner and user.has_perm("registry.request_promotion", model) and run_user == user.get_username()):
+        raise PermissionDenied(
+            f"Run {run_id} belongs to no team (no hafnium.team tag on the run or its experiment): only an "
+            "owner of an existing model who logged the run themselves may register it."
+        )

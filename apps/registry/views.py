@@ -4,28 +4,23 @@ Pages render from the portal's own records (the mirror), never from MLflow, so t
 MLflow is down; the last failed sync is shown instead.
 """
 
-import logging
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
 from django.forms.models import model_to_dict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
-from kombu.exceptions import OperationalError
 
 from apps.accounts.selectors import teams_visible_to
 
-from . import permissions, selectors, services, tasks
+from . import permissions, selectors, services
 from .cards import METRIC_ORDER, NARRATIVE_TITLES, model_card
 from .forms import CompareForm, ModelCardForm, ModelFilterForm
-from .models import ModelCardRevision, StageTransition, SyncRun
-
-log = logging.getLogger(__name__)
+from .models import ModelCardRevision, SyncRun
 
 PAGE_SIZE = 25
 CARD_REVISIONS_SHOWN = 20
@@ -55,12 +50,11 @@ def model_list(request):
 @login_required
 def model_detail(request, name: str):
     model = permissions.model_for_user(request.user, name)
-    history = Prefetch("transitions", queryset=StageTransition.objects.select_related("actor"))
-    versions = selectors.versions_visible_to(request.user).filter(model=model).prefetch_related(history)
+    versions = selectors.versions_with_history(request.user, model)
     context = {
         "model": model,
-        "owners": model.owners.order_by("username"),
-        "alias_drifts": model.alias_drifts.filter(resolved_at__isnull=True),
+        "owners": selectors.owners_of(model),
+        "alias_drifts": selectors.open_alias_drifts(model),
         "page": Paginator(versions, PAGE_SIZE).get_page(request.GET.get("page")),
         **_sync_context(),
     }
@@ -102,16 +96,16 @@ def card_edit(request, name: str):
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"The model card of {model.name} was saved.")
-                latest = model.versions.order_by("-version").first()
+                latest = selectors.latest_version(model)
                 if latest is None:
                     return redirect("registry:model-detail", name=model.name)
                 return redirect("registry:version-detail", name=model.name, version=latest.version)
         status = 400
     else:
-        current = model.card_revisions.first()
+        current = selectors.current_card_revision(model)
         initial = model_to_dict(current, ModelCardRevision.NARRATIVE_FIELDS) if current else None
         form = ModelCardForm(initial=initial)
-    revisions = model.card_revisions.select_related("author")
+    revisions = selectors.card_revisions(model)
     context = {
         "model": model,
         "form": form,
@@ -151,7 +145,7 @@ def _chart_series(version) -> dict:
 @login_required
 def compare(request, name: str):
     model = permissions.model_for_user(request.user, name)
-    versions = list(selectors.versions_visible_to(request.user).filter(model=model).order_by("-version"))
+    versions = list(selectors.version_list(request.user, model=model).order_by("-version"))
     form = CompareForm(request.GET, versions=versions, production=selectors.production_version(model))
     context = {"model": model, "form": form, "versions": versions}
     if not form.is_valid():
@@ -173,13 +167,10 @@ def compare(request, name: str):
 def sync(request):
     """Sync now: enqueue a mirror of MLflow, then go back to the model the button was pressed on."""
     model = permissions.model_for_user(request.user, request.POST.get("model", ""))
-    try:
-        tasks.sync_registry.delay(request.user.pk)
-    except OperationalError:
-        log.exception("could not enqueue a registry sync for user %s", request.user.pk)
+    if services.registry_sync_request(actor=request.user):
+        messages.success(request, "Sync started")
+    else:
         messages.error(
             request, "The sync could not be started: the task queue is unreachable. Try again later."
         )
-    else:
-        messages.success(request, "Sync started")
     return redirect(reverse("registry:model-detail", kwargs={"name": model.name}))

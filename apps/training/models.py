@@ -9,7 +9,7 @@ class TrainingRun(models.Model):
         RUNNING = "running"
         REGISTERED = "registered", "Passed and registered"
         FAILED_GATE = "failed_gate", "Failed the quality gate"
-        ERROR = "error"
+        ERROR = "error", "Failed with an error"
 
     model_name = models.CharField(max_length=200)
     dataset = models.ForeignKey("registry.DatasetVersion", null=True, on_delete=models.PROTECT)
@@ -21,8 +21,15 @@ class TrainingRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    # The task id (or the caller's key): a second delivery of the same task finds this run.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # Until when the delivery that claimed the run may be working on it (its time limit).
+    claimed_until = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    # The statuses a run ends in; RUNNING is the only one it leaves.
+    FINISHED = [Status.REGISTERED, Status.FAILED_GATE, Status.ERROR]
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -3,16 +3,19 @@
 import logging
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.registry import gateway
 from apps.registry.cards import model_card
-from apps.registry.models import LADDER, DatasetVersion, ModelVersion, Stage
-from apps.registry.services import dataset_register, model_ensure, version_mirror
+from apps.registry.models import LADDER, DatasetVersion, ModelVersion, ReferenceProfile, Stage
+from apps.registry.services import TEAM_TAG, dataset_register, version_register
 from hafnium_portal.errors import DomainError
 
 from . import pipeline, synthetic
@@ -48,7 +51,7 @@ def synthetic_dataset_create(
 
 
 def _load(dataset: DatasetVersion) -> pd.DataFrame:
-    frame = pd.read_parquet(dataset.path)
+    frame = pd.read_parquet(dataset.file)
     missing = [column for column in [*synthetic.FEATURES, synthetic.LABEL] if column not in frame.columns]
     if missing:
         raise DomainError(f"dataset {dataset} lacks the columns {', '.join(missing)}")
@@ -59,17 +62,105 @@ def _load(dataset: DatasetVersion) -> pd.DataFrame:
 class TrainingOutcome:
     run: TrainingRun
     version: ModelVersion | None
+    # True when another delivery of the same task holds the run: this one did nothing.
+    elsewhere: bool = False
+
+
+def _claim(*, actor, model_name: str, dataset: DatasetVersion, key: str | None, lease: timedelta):
+    """The run to work on, and whether this delivery may work on it.
+
+    With a key (the task id), a second delivery finds the first one's run: finished, it is left as it
+    is; running, it is taken over only once the first delivery's lease (its time limit) has passed,
+    i.e. when that delivery is dead for sure. The takeover is a compare-and-set.
+    """
+    now = timezone.now()
+    defaults = {
+        "model_name": model_name,
+        "dataset": dataset,
+        "requested_by": actor,
+        "claimed_until": now + lease,
+    }
+    with transaction.atomic():
+        if key is None:
+            run, created = TrainingRun.objects.create(**defaults), True
+        else:
+            run, created = TrainingRun.objects.get_or_create(idempotency_key=key, defaults=defaults)
+        if created:
+            audit_record(
+                actor=actor,
+                action="training.run_started",
+                obj=run,
+                after={"model": model_name, "dataset": dataset.sha256, "key": key},
+            )
+            return run, True
+    if run.status != TrainingRun.Status.RUNNING:
+        return run, False
+    taken = TrainingRun.objects.filter(
+        pk=run.pk, status=TrainingRun.Status.RUNNING, claimed_until__lt=now
+    ).update(claimed_until=now + lease)
+    run.refresh_from_db()
+    return run, bool(taken)
+
+
+def _finish(
+    run: TrainingRun, *, actor, status: str, reason: str, version: ModelVersion | None = None
+) -> None:
+    """End a running run (compare-and-set: a run ends once) with its audit event."""
+    now = timezone.now()
+    with transaction.atomic():
+        ended = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            status=status,
+            reason=reason,
+            version=version,
+            metrics=run.metrics,
+            mlflow_run_id=run.mlflow_run_id,
+            finished_at=now,
+        )
+        if ended:
+            audit_record(
+                actor=actor,
+                action="training.run_finished",
+                obj=run,
+                before={"status": TrainingRun.Status.RUNNING},
+                after={
+                    "status": status,
+                    "reason": reason,
+                    "mlflow_run_id": run.mlflow_run_id,
+                    "version": version.pk if version else None,
+                },
+            )
+    run.refresh_from_db()
 
 
 def model_train(
-    *, actor, model_name: str, dataset: DatasetVersion, team=None, min_auc: float = 0.75, seed: int = 0
+    *,
+    actor,
+    model_name: str,
+    dataset: DatasetVersion,
+    team=None,
+    min_auc: float = 0.75,
+    seed: int = 0,
+    key: str | None = None,
+    lease: timedelta | None = None,
 ) -> TrainingOutcome:
     """Train on a dataset version; when the quality gate passes, log one MLflow run and register a version.
 
     A failed gate records the run as failed (in MLflow and here) with the reason, and registers nothing.
+    Any error ends the run as ERROR with the reason, then propagates. With a `key` (the task id), a
+    second delivery of the same task does not train or register again (`_claim`); one that takes over
+    a dead delivery's run after it logged to MLflow registers that MLflow run instead of training anew.
     """
-    run = TrainingRun.objects.create(model_name=model_name, dataset=dataset, requested_by=actor)
+    lease = lease or timedelta(seconds=settings.TRAINING_TASK_TIME_LIMIT)
+    run, claimed = _claim(actor=actor, model_name=model_name, dataset=dataset, key=key, lease=lease)
+    if not claimed:
+        return TrainingOutcome(
+            run=run, version=run.version, elsewhere=run.status == TrainingRun.Status.RUNNING
+        )
     try:
+        if run.mlflow_run_id:  # a dead delivery logged it already: register that run, do not train again
+            version = _register(actor=actor, model_name=model_name, team=team, run_id=run.mlflow_run_id)
+            _finish(run, actor=actor, status=TrainingRun.Status.REGISTERED, reason="resumed", version=version)
+            return TrainingOutcome(run=run, version=version)
         result = pipeline.train(_load(dataset), seed=seed, min_auc=min_auc)
         params = {
             **result.params,
@@ -81,13 +172,17 @@ def model_train(
             "hafnium.dataset_sha256": dataset.sha256,
             "hafnium.requested_by": actor.username if actor else "",
         }
+        if actor is not None:
+            tags["mlflow.user"] = actor.get_username()  # who MLflow says made it (ModelVersion.mlflow_user)
+        if team is not None:
+            tags[TEAM_TAG] = team.slug  # the run's source: only this team may register it
         run.metrics = result.metrics
         if not result.gate_passed:
             run.mlflow_run_id = gateway.log_failed_run(
                 run_name=f"{model_name}-gate-failed", params=params, metrics=result.metrics,
                 reason=result.gate_reason, tags=tags,
             )  # fmt: skip
-            run.status, run.reason = TrainingRun.Status.FAILED_GATE, result.gate_reason
+            _finish(run, actor=actor, status=TrainingRun.Status.FAILED_GATE, reason=result.gate_reason)
             return TrainingOutcome(run=run, version=None)
         validation = {"confidence_intervals": result.confidence_intervals, "curves": result.curves}
         logged = gateway.log_training(
@@ -101,48 +196,43 @@ def model_train(
             tags=tags,
         )
         run.mlflow_run_id = logged.run_id
+        # Recorded at once: a delivery that takes over after a crash registers this run, not a new one.
+        TrainingRun.objects.filter(pk=run.pk).update(mlflow_run_id=logged.run_id, metrics=result.metrics)
+        recorded = {
+            "metrics": result.metrics,
+            "confidence_intervals": result.confidence_intervals,
+            "curves": result.curves,
+            "params": result.params,
+            "dataset": dataset,
+        }
         version = _register(
-            actor=actor, model_name=model_name, team=team, dataset=dataset, result=result, logged=logged
+            actor=actor, model_name=model_name, team=team, run_id=logged.run_id, recorded=recorded,
+            profile=result.profile,
+        )  # fmt: skip
+        _finish(
+            run, actor=actor, status=TrainingRun.Status.REGISTERED, reason=result.gate_reason, version=version
         )
-        run.version, run.status, run.reason = version, TrainingRun.Status.REGISTERED, result.gate_reason
         return TrainingOutcome(run=run, version=version)
-    except DomainError as exc:
-        run.status, run.reason = TrainingRun.Status.ERROR, str(exc)
-        raise
-    except gateway.RegistryUnavailable as exc:
-        run.status, run.reason = TrainingRun.Status.ERROR, str(exc)
-        raise
-    finally:
-        run.finished_at = timezone.now()
-        run.save()
-
-
-def _register(*, actor, model_name, team, dataset, result, logged) -> ModelVersion:
-    from apps.registry.models import ReferenceProfile
-    from apps.registry.services import TEAM_TAG
-
-    remote = gateway.create_version(
-        model_name,
-        source=logged.model_uri,
-        run_id=logged.run_id,
-        tags={TEAM_TAG: team.slug} if team else None,
-    )
-    with transaction.atomic():
-        model = model_ensure(name=model_name, team=team, owners=[actor] if actor else [])
-        version, _ = version_mirror(
-            model=model,
-            remote=remote,
-            created_by=actor,
-            metrics=result.metrics,
-            confidence_intervals=result.confidence_intervals,
-            curves=result.curves,
-            params=result.params,
-            signature=gateway.model_signature(logged.model_uri),
-            artifact_sha256=gateway.artifact_sha256(logged.model_uri),
-            dataset=dataset,
+    except Exception as exc:
+        # Whatever stopped it (a domain error, MLflow down, a bug, the soft time limit), the run ends
+        # here with the reason instead of staying RUNNING.
+        _finish(
+            run, actor=actor, status=TrainingRun.Status.ERROR, reason=f"{type(exc).__name__}: {exc}"[:2000]
         )
-        ReferenceProfile.objects.update_or_create(version=version, defaults={"data": result.profile})
-    gateway.log_text(logged.run_id, "model_card.md", model_card(version).markdown)
+        raise
+
+
+def _register(*, actor, model_name, team, run_id, recorded=None, profile=None) -> ModelVersion:
+    """Register the run through the registry's one service, then the profile and the card."""
+    registration = version_register(
+        actor=actor, model_name=model_name, run_id=run_id, team=team, recorded=recorded, own_run=True
+    )
+    version = registration.version
+    if profile is None:
+        profile = gateway.run_json_artifact(run_id, "reference_profile.json")
+    if profile is not None:
+        ReferenceProfile.objects.update_or_create(version=version, defaults={"data": profile})
+    gateway.log_text(run_id, "model_card.md", model_card(version).markdown)
     return version
 
 

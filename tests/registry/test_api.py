@@ -180,9 +180,52 @@ def test_datasets_are_listed_and_read(as_person, dataset):
     assert (body["sha256"], body["md5"]) == ("a" * 64, "b" * 32)
     assert (body["size_bytes"], body["row_count"]) == (1234, 1000)
     assert body["schema"] == [{"name": "amount", "type": "double"}]
-    assert body["dvc_path"] == dataset.dvc_path
+    assert body["location"] == dataset.path
+    assert body["dvc_location"] == dataset.dvc_path
     assert as_person("anonymous").get(f"/api/v1/datasets/{dataset.pk}/").status_code in (401, 403)
     assert as_person("outsider").get(f"/api/v1/datasets/{dataset.pk + 1}/").status_code == 404
+
+
+def test_a_dataset_shows_its_hash_and_a_location_relative_to_the_store_never_a_server_path(
+    as_person, settings, tmp_path, data_scientist, team
+):
+    from apps.registry.services import dataset_register, model_ensure
+    from apps.training import synthetic
+    from tests.registry.fixtures import make_version
+
+    settings.DATASET_ROOT = str(tmp_path / "store")
+    source = tmp_path / "upload.parquet"
+    synthetic.generate_transactions(500, seed=1).to_parquet(source, index=False)
+    dataset = dataset_register(actor=data_scientist, name="txns", source=source)
+    # A row written before locations were relative (an absolute path under the store) reads the same.
+    legacy = DatasetVersion.objects.create(
+        **{
+            f.name: getattr(dataset, f.name)
+            for f in DatasetVersion._meta.fields
+            if f.name not in ("id", "name")
+        },
+        name="legacy",
+    )
+    DatasetVersion.objects.filter(pk=legacy.pk).update(
+        path=f"{settings.DATASET_ROOT}/{dataset.path}", dvc_path=f"{settings.DATASET_ROOT}/{dataset.dvc_path}"
+    )
+    client = as_person("data_scientist")
+
+    for pk in (dataset.pk, legacy.pk):
+        response = client.get(f"/api/v1/datasets/{pk}/")
+        body = response.json()
+        assert body["sha256"] == dataset.sha256
+        assert body["location"] == f"txns/{dataset.sha256}.parquet"
+        assert body["dvc_location"] == f"txns/{dataset.sha256}.parquet.dvc"
+        assert str(tmp_path) not in response.content.decode()
+        assert "path" not in body and "dvc_path" not in body
+    assert str(tmp_path) not in client.get("/api/v1/datasets/").content.decode()
+    # The version page shows the dataset's DVC pointer: relative too.
+    version = make_version(model_ensure(name="txn-model", team=team), 1, dataset=legacy)
+    page = client.get(f"/models/txn-model/versions/{version.version}/").content.decode()
+    assert f"txns/{dataset.sha256}.parquet.dvc" in page
+    assert str(tmp_path) not in page
+    assert str(tmp_path) not in cards.model_card(version).markdown
 
 
 # --- filters and pages ---------------------------------------------------------------------------
@@ -312,21 +355,29 @@ class MlflowRuns:
     def __init__(self, experiment_id: str):
         self.experiment_id = experiment_id
 
-    def with_model(self) -> str:
+    def with_model(
+        self, team: str | None = "fraud-analytics", *, user: str | None = None, experiment=None
+    ) -> str:
+        """A run that logged a model; of `team` (its `hafnium.team` tag) and by `user` if given."""
         import mlflow
         import pandas as pd
         from sklearn.linear_model import LogisticRegression
 
         features = pd.DataFrame({"amount": [5.0, 900.0, 12.0, 1500.0], "night": [0.0, 1.0, 0.0, 1.0]})
         classifier = LogisticRegression().fit(features, [0, 1, 0, 1])
-        with mlflow.start_run(experiment_id=self.experiment_id) as run:
+        tags = {"hafnium.team": team} if team else {}
+        if user:
+            tags["mlflow.user"] = user
+        with mlflow.start_run(experiment_id=experiment or self.experiment_id, tags=tags) as run:
             mlflow.sklearn.log_model(classifier, name="model", input_example=features.head(2))
         return run.info.run_id
 
     def with_a_metric_only(self) -> str:
         import mlflow
 
-        with mlflow.start_run(experiment_id=self.experiment_id) as run:
+        with mlflow.start_run(
+            experiment_id=self.experiment_id, tags={"hafnium.team": "fraud-analytics"}
+        ) as run:
             mlflow.log_metric("roc_auc", 0.5)
         return run.info.run_id
 
@@ -346,6 +397,7 @@ def test_data_scientist_registers_the_model_of_a_real_run(
     response = register(client, model=unique_name, run_id=run_id, team="fraud-analytics")
 
     assert response.status_code == 201, response.content
+    assert response.json()["mlflow_user"]  # who MLflow says logged the run
     body = response.json()
     assert (body["model"], body["version"], body["stage"], body["run_id"]) == (
         unique_name,
@@ -368,8 +420,119 @@ def test_data_scientist_registers_the_model_of_a_real_run(
 def test_registering_a_run_that_does_not_exist_names_the_run(as_person, mlflow_store, unique_name):
     response = register(as_person("data_scientist"), model=unique_name, run_id="0" * 32)
 
-    assert response.status_code == 400
-    assert response.json() == {"detail": f"run {'0' * 32} does not exist"}
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"There is no run {'0' * 32} you may register."}
+    assert not RegisteredModel.objects.filter(name=unique_name).exists()
+
+
+def _mlflow_has_model(name: str) -> bool:
+    return bool(gateway.client().search_registered_models(filter_string=f"name = '{name}'"))
+
+
+def test_another_teams_data_scientist_cannot_register_a_run_and_cannot_tell_it_exists(
+    as_person, mlflow_runs, unique_name, data_scientist, other_data_scientist
+):
+    """404, the very answer for a run that does not exist: a 403 would confirm the run id and its team."""
+    run_id = mlflow_runs.with_model(team="fraud-analytics")
+
+    response = register(as_person("other_data_scientist"), model=unique_name, run_id=run_id)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"There is no run {run_id} you may register."}
+    assert not RegisteredModel.objects.filter(name=unique_name).exists()
+    assert not ModelVersion.objects.filter(run_id=run_id).exists()
+    assert not _mlflow_has_model(unique_name)
+    # Naming a team of one's own for the new model changes nothing: the run is still not theirs.
+    again = register(
+        as_person("other_data_scientist"), model=unique_name, run_id=run_id, team="payments-risk"
+    )
+    assert again.status_code == 404
+    assert not _mlflow_has_model(unique_name)
+
+
+def test_the_team_of_a_run_is_also_known_from_its_experiment(
+    as_person, mlflow_runs, unique_name, data_scientist, other_data_scientist
+):
+    experiment = gateway.client().create_experiment(
+        f"exp-{unique_name}", tags={"hafnium.team": "fraud-analytics"}
+    )
+    run_id = mlflow_runs.with_model(team=None, experiment=experiment)
+
+    assert register(as_person("other_data_scientist"), model=unique_name, run_id=run_id).status_code == 404
+    response = register(as_person("data_scientist"), model=unique_name, run_id=run_id)
+
+    assert response.status_code == 201, response.content
+    assert RegisteredModel.objects.get(name=unique_name).team.slug == "fraud-analytics"
+
+
+def test_a_run_of_no_known_team_is_registered_only_by_who_logged_it_into_a_model_they_own(
+    as_person, mlflow_runs, unique_name, data_scientist, team
+):
+    from apps.registry.services import model_ensure
+
+    theirs = mlflow_runs.with_model(team=None, user="dana")
+    someone_elses = mlflow_runs.with_model(team=None, user="somebody")
+
+    new_model = register(as_person("data_scientist"), model=unique_name, run_id=theirs)
+    assert new_model.status_code == 403
+    assert "belongs to no team" in new_model.json()["detail"]
+    assert not RegisteredModel.objects.filter(name=unique_name).exists()
+
+    model_ensure(name=unique_name, team=team, owners=[data_scientist])
+    assert register(as_person("data_scientist"), model=unique_name, run_id=someone_elses).status_code == 403
+    assert not ModelVersion.objects.filter(model__name=unique_name).exists()
+    response = register(as_person("data_scientist"), model=unique_name, run_id=theirs)
+    assert response.status_code == 201, response.content
+    assert response.json()["mlflow_user"] == "dana"
+
+
+def test_a_run_registered_under_one_model_needs_a_recorded_reason_to_go_under_another(
+    as_person, mlflow_runs, unique_name, data_scientist
+):
+    from apps.audit.models import AuditEvent
+
+    client = as_person("data_scientist")
+    run_id = mlflow_runs.with_model(team="fraud-analytics")
+    assert register(client, model=unique_name, run_id=run_id).status_code == 201
+
+    # The same run into the same model again: the version it is already, nothing new.
+    same = register(client, model=unique_name, run_id=run_id)
+    assert same.status_code == 200
+    assert same.json()["version"] == 1
+    assert len(gateway.client().search_model_versions(f"run_id='{run_id}'")) == 1
+
+    refused = register(client, model=f"{unique_name}-copy", run_id=run_id)
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "detail": f"run {run_id} is already registered as {unique_name} v1; registering it under "
+        f"{unique_name}-copy too needs a reason, which is recorded"
+    }
+    assert not RegisteredModel.objects.filter(name=f"{unique_name}-copy").exists()
+    assert not _mlflow_has_model(f"{unique_name}-copy")
+
+    allowed = register(client, model=f"{unique_name}-copy", run_id=run_id, reason="a champion for EU traffic")
+    assert allowed.status_code == 201, allowed.content
+    event = AuditEvent.objects.filter(action="registry.version_registered").order_by("-id").first()
+    assert event.object_id == str(allowed.json()["id"])
+    assert event.after["reason"] == "a champion for EU traffic"
+    assert event.after["already_registered_as"] == [f"{unique_name} v1"]
+
+
+def test_a_run_already_a_version_of_a_teams_model_is_that_teams(
+    as_person, mlflow_runs, unique_name, admin_user, team, other_data_scientist
+):
+    """An untagged run the portal knows as a version of a Fraud Analytics model is that team's run."""
+    from apps.registry.services import model_ensure
+
+    model_ensure(name=f"{unique_name}-fraud", team=team)
+    run_id = mlflow_runs.with_model(team=None)
+    assert register(as_person("admin_user"), model=f"{unique_name}-fraud", run_id=run_id).status_code == 201
+
+    response = register(
+        as_person("other_data_scientist"), model=unique_name, run_id=run_id, reason="mine now"
+    )
+
+    assert response.status_code == 404
     assert not RegisteredModel.objects.filter(name=unique_name).exists()
 
 
@@ -390,6 +553,29 @@ def test_registering_while_mlflow_is_down_is_a_503_and_writes_nothing(as_person,
     assert response.json()["detail"].startswith("MLflow is unavailable: ")
     assert not RegisteredModel.objects.exists()
     assert not ModelVersion.objects.exists()
+
+
+def test_registering_against_a_dead_mlflow_server_answers_503_json_at_once_with_the_portals_bounds(
+    as_person, settings, monkeypatch, data_scientist
+):
+    """No MLFLOW_HTTP_* variable set by anyone but the portal: MLflow's own defaults (7 retries with
+    backoff, minutes per call) would hold the request far beyond any web server's timeout."""
+    import time
+
+    from hafnium_portal.embedded_redis import free_port
+
+    for variable in ("TIMEOUT", "MAX_RETRIES", "BACKOFF_FACTOR", "BACKOFF_JITTER"):
+        monkeypatch.delenv(f"MLFLOW_HTTP_REQUEST_{variable}", raising=False)
+    settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+
+    response = register(as_person("data_scientist"), model="chargeback-scorer", run_id="0" * 32)
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("MLflow is unavailable: ")
+    assert time.monotonic() - started < 15  # the point of the test: it does not hang
+    assert not RegisteredModel.objects.exists()
 
 
 @pytest.mark.parametrize(
