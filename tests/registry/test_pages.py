@@ -116,7 +116,7 @@ def test_only_owners_may_open_the_model_card_editor(request, client, fraud_model
 )
 def test_sync_now_is_for_whoever_sees_the_model(request, client, monkeypatch, fraud_model, person, status):
     calls = []
-    monkeypatch.setattr(tasks.sync_registry, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(tasks.sync_registry, "apply_async", lambda args, **kwargs: calls.append(tuple(args)))
     user = request.getfixturevalue(person)
     client.force_login(user)
     response = client.post(reverse("registry:model-sync"), {"model": fraud_model.name})
@@ -126,7 +126,7 @@ def test_sync_now_is_for_whoever_sees_the_model(request, client, monkeypatch, fr
 
 def test_sync_now_needs_a_signed_in_user(client, monkeypatch, fraud_model):
     calls = []
-    monkeypatch.setattr(tasks.sync_registry, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(tasks.sync_registry, "apply_async", lambda *args, **kwargs: calls.append(args))
     response = client.post(reverse("registry:model-sync"), {"model": fraud_model.name})
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("accounts:login"))
@@ -356,12 +356,12 @@ def test_model_page_queries_do_not_grow_with_the_versions(
 
 def test_sync_now_enqueues_a_sync_for_the_user_and_says_so(client, monkeypatch, data_scientist, fraud_model):
     calls = []
-    monkeypatch.setattr(tasks.sync_registry, "delay", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(tasks.sync_registry, "apply_async", lambda args, **kwargs: calls.append(tuple(args)))
     client.force_login(data_scientist)
     response = client.post(reverse("registry:model-sync"), {"model": "fraud-scorer"})
     assert response.status_code == 302
     assert response["Location"] == reverse("registry:model-detail", args=["fraud-scorer"])
-    assert calls == [((data_scientist.pk,), {})]
+    assert calls == [(data_scientist.pk,)]
     assert "Sync started" in client.get(response["Location"]).content.decode()
 
 
@@ -371,7 +371,7 @@ def test_sync_now_with_the_broker_down_shows_an_error_not_a_500(
     def broker_down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(tasks.sync_registry, "delay", broker_down)
+    monkeypatch.setattr(tasks.sync_registry, "apply_async", broker_down)
     client.force_login(data_scientist)
     response = client.post(reverse("registry:model-sync"), {"model": "fraud-scorer"})
     assert response.status_code == 302
@@ -380,9 +380,27 @@ def test_sync_now_with_the_broker_down_shows_an_error_not_a_500(
     assert "Sync started" not in page
 
 
+@pytest.mark.parametrize("name", ["fraud\x00scorer", "\x00", "", "fraud-scorer\x00"])
+def test_sync_now_with_a_nul_byte_or_no_model_is_404_not_500(
+    client, monkeypatch, data_scientist, fraud_model, name
+):
+    calls = []
+    monkeypatch.setattr(tasks.sync_registry, "apply_async", lambda *args, **kwargs: calls.append(args))
+    client.force_login(data_scientist)
+    assert client.post(reverse("registry:model-sync"), {"model": name}).status_code == 404
+    assert calls == []
+
+
+@pytest.mark.parametrize("path", ["/models/fraud%00scorer/", "/models/%00/versions/1/", "/models/a%00/card/edit/",
+                                  "/models/a%00/compare/"])  # fmt: skip
+def test_model_pages_with_a_nul_byte_in_the_name_are_404(client, data_scientist, fraud_model, path):
+    client.force_login(data_scientist)
+    assert client.get(path).status_code == 404
+
+
 def test_sync_now_is_a_post(client, monkeypatch, data_scientist, fraud_model):
     calls = []
-    monkeypatch.setattr(tasks.sync_registry, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(tasks.sync_registry, "apply_async", lambda *args, **kwargs: calls.append(args))
     client.force_login(data_scientist)
     assert client.get(reverse("registry:model-sync"), {"model": "fraud-scorer"}).status_code == 405
     assert calls == []

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.audit.models import AuditEvent
 from apps.registry import gateway
 from apps.registry.models import DatasetVersion, ModelVersion, Stage
 from apps.registry.services import dataset_register
@@ -47,6 +48,24 @@ def test_train_model_command_registers_a_version_in_mlflow_and_the_portal(
     artifacts = {a.path for a in gateway.client().list_artifacts(version.run_id)}
     assert {"validation.json", "reference_profile.json", "model_card.md"} <= artifacts
     assert TrainingRun.objects.get(model_name=unique_name).status == TrainingRun.Status.REGISTERED
+    # Registered through the registry's one service: its audit event, and who MLflow says made it.
+    assert version.mlflow_user == data_scientist.username
+    registered = AuditEvent.objects.get(action="registry.version_registered", object_id=str(version.pk))
+    assert registered.actor == data_scientist.username
+    assert registered.after["run_id"] == version.run_id
+    training = TrainingRun.objects.get(model_name=unique_name)
+    assert [
+        e.action
+        for e in AuditEvent.objects.filter(
+            object_id=str(training.pk), object_type="training.trainingrun"
+        ).order_by("id")
+    ] == [
+        "training.run_started",
+        "training.run_finished",
+    ]
+    assert AuditEvent.objects.filter(
+        action="registry.dataset_registered", object_id=str(version.dataset_id)
+    ).exists()
 
 
 def test_failed_quality_gate_records_the_run_as_failed_and_registers_nothing(
@@ -87,14 +106,14 @@ def test_the_same_content_registered_twice_is_the_same_dataset_version(
     assert one.pk == two.pk
     assert DatasetVersion.objects.filter(name="txns").count() == 1
 
-    content = open(one.path, "rb").read()  # noqa: SIM115
+    content = one.file.read_bytes()
     assert one.sha256 == hashlib.sha256(content).hexdigest()
     assert one.row_count == 2_000
     assert {"name": "amount", "type": "double"} in one.schema
-    pointer = open(one.dvc_path).read()  # noqa: SIM115
+    pointer = (one.file.parent / f"{one.file.name}.dvc").read_text()
     assert f"md5: {hashlib.md5(content).hexdigest()}" in pointer  # noqa: S324
     assert f"size: {len(content)}" in pointer
-    assert pd.read_parquet(one.path).equals(pd.read_parquet(first))
+    assert pd.read_parquet(one.file).equals(pd.read_parquet(first))
 
     other = tmp_path / "c.parquet"
     synthetic.generate_transactions(2_000, seed=8).to_parquet(other, index=False)
@@ -122,3 +141,94 @@ def test_seed_demo_makes_users_and_a_model_in_every_stage_once(
     call_command("seed_demo", rows=4_000)  # a second run creates nothing
     assert ModelVersion.objects.filter(model__name="fraud-scorer").count() == 4
     assert len((tmp_path / "demo-credentials.txt").read_text().splitlines()) == 7
+
+
+def test_a_second_delivery_of_the_same_training_task_trains_and_registers_nothing_more(
+    mlflow_store, unique_name, team, data_scientist, monkeypatch
+):
+    dataset = services.synthetic_dataset_create(actor=data_scientist, rows=4_000, seed=5)
+    trainings = []
+    real_train = services.pipeline.train
+    monkeypatch.setattr(
+        services.pipeline, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k)
+    )
+    arguments = [unique_name, dataset.pk, data_scientist.pk, team.pk, 0.5]
+
+    first = tasks.train_model.apply(args=arguments, task_id="delivery-1").get()
+    second = tasks.train_model.apply(args=arguments, task_id="delivery-1").get()  # redelivered
+
+    assert first == second
+    assert len(trainings) == 1
+    assert ModelVersion.objects.filter(model__name=unique_name).count() == 1
+    assert len(gateway.client().search_model_versions(f"name='{unique_name}'")) == 1
+    assert TrainingRun.objects.filter(idempotency_key="delivery-1").count() == 1
+
+
+def test_a_delivery_that_takes_over_a_dead_ones_run_registers_the_run_already_logged(
+    mlflow_store, unique_name, team, data_scientist, monkeypatch
+):
+    """The first delivery died after logging to MLflow; the next, once the lease is over, registers that
+    MLflow run instead of training again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    dataset = services.synthetic_dataset_create(actor=data_scientist, rows=4_000, seed=6)
+
+    def die_before_registering(**kwargs):
+        raise SystemExit("worker killed")  # not an Exception: nothing of the run's ending happens
+
+    monkeypatch.setattr(services, "_register", die_before_registering)
+    with pytest.raises(SystemExit):
+        services.model_train(actor=data_scientist, model_name=unique_name, dataset=dataset, team=team,
+                             min_auc=0.5, key="k-1")  # fmt: skip
+    monkeypatch.undo()
+    run = TrainingRun.objects.get(idempotency_key="k-1")
+    assert run.status == TrainingRun.Status.RUNNING
+    assert run.mlflow_run_id
+
+    busy = services.model_train(
+        actor=data_scientist, model_name=unique_name, dataset=dataset, team=team, key="k-1"
+    )
+    assert busy.elsewhere
+    assert busy.version is None
+
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    trainings = []
+    monkeypatch.setattr(services.pipeline, "train", lambda *a, **k: trainings.append(1))
+    outcome = services.model_train(
+        actor=data_scientist, model_name=unique_name, dataset=dataset, team=team, key="k-1"
+    )
+
+    assert trainings == []
+    assert outcome.run.status == TrainingRun.Status.REGISTERED
+    assert outcome.version.run_id == run.mlflow_run_id
+    assert outcome.version.reference_profile.data
+    assert ModelVersion.objects.filter(model__name=unique_name).count() == 1
+
+
+def test_an_unexpected_error_in_the_pipeline_ends_the_run_failed_with_the_reason(
+    mlflow_store, unique_name, data_scientist, monkeypatch
+):
+    dataset = services.synthetic_dataset_create(actor=data_scientist, rows=2_000, seed=7)
+
+    def broken(*args, **kwargs):
+        raise ValueError("feature pipeline exploded")
+
+    monkeypatch.setattr(services.pipeline, "train", broken)
+    result = tasks.train_model.apply(args=[unique_name, dataset.pk, data_scientist.pk])
+
+    assert result.failed()
+    run = TrainingRun.objects.get(model_name=unique_name)
+    assert run.status == TrainingRun.Status.ERROR
+    assert run.reason == "ValueError: feature pipeline exploded"
+    assert run.finished_at is not None
+    finished = AuditEvent.objects.get(action="training.run_finished", object_id=str(run.pk))
+    assert finished.after["status"] == "error"
+
+
+def test_the_training_task_limit_and_the_broker_visibility_timeout_come_from_one_place(settings):
+    from hafnium_portal.celery import app
+
+    assert tasks.train_model.time_limit == settings.TRAINING_TASK_TIME_LIMIT
+    assert app.conf.broker_transport_options["visibility_timeout"] > tasks.train_model.time_limit
