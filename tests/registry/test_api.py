@@ -218,7 +218,8 @@ def test_a_dataset_shows_its_hash_and_a_location_relative_to_the_store_never_a_s
         assert body["location"] == f"txns/{dataset.sha256}.parquet"
         assert body["dvc_location"] == f"txns/{dataset.sha256}.parquet.dvc"
         assert str(tmp_path) not in response.content.decode()
-        assert "path" not in body and "dvc_path" not in body
+        assert "path" not in body
+        assert "dvc_path" not in body
     assert str(tmp_path) not in client.get("/api/v1/datasets/").content.decode()
     # The version page shows the dataset's DVC pointer: relative too.
     version = make_version(model_ensure(name="txn-model", team=team), 1, dataset=legacy)

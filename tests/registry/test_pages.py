@@ -391,8 +391,15 @@ def test_sync_now_with_a_nul_byte_or_no_model_is_404_not_500(
     assert calls == []
 
 
-@pytest.mark.parametrize("path", ["/models/fraud%00scorer/", "/models/%00/versions/1/", "/models/a%00/card/edit/",
-                                  "/models/a%00/compare/"])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/fraud%00scorer/",
+        "/models/%00/versions/1/",
+        "/models/a%00/card/edit/",
+        "/models/a%00/compare/",
+    ],
+)
 def test_model_pages_with_a_nul_byte_in_the_name_are_404(client, data_scientist, fraud_model, path):
     client.force_login(data_scientist)
     assert client.get(path).status_code == 404
