@@ -27,7 +27,7 @@ run: $(VENV)/.run-installed
 	python manage.py init_mlflow_store
 	python manage.py seed_demo
 	# The embedded Redis runs only when no REDIS_URL names another one.
-	processes="web worker beat"; [ -n "$${REDIS_URL:-}" ] || processes="redis $$processes"
+	processes="web worker heartbeat beat"; [ -n "$${REDIS_URL:-}" ] || processes="redis $$processes"
 	echo "Hafnium Portal on http://127.0.0.1:8000 (Ctrl-C stops everything)"
 	exec honcho --procfile Procfile start $$processes
 

@@ -162,21 +162,22 @@ class CeleryProcess:
 def start_celery(transactional_db, tmp_path):
     """Start real Celery processes on the test database and the test run's Redis.
 
-    `start_celery("worker", env={...})` or `start_celery("beat")`. Tasks go through the broker as in
-    production (default queue); what earlier runs left in the queue is purged first.
+    `start_celery("worker", env={...}, args=[...])` or `start_celery("beat")`. Tasks go through the
+    broker as in production; a worker consumes every queue unless `args` says `--queues`. What earlier
+    runs left in the queues is purged first.
     """
     from hafnium_portal.celery import app
 
     app.control.purge()
     started: list[CeleryProcess] = []
 
-    def start(kind: str, env: dict | None = None) -> CeleryProcess:
+    def start(kind: str, env: dict | None = None, args: list[str] | None = None) -> CeleryProcess:
         name = f"{kind}-{uuid.uuid4().hex[:8]}"
         arguments = {
             "worker": ["--pool=solo", "--hostname", f"{name}@test", "--without-mingle", "--without-gossip"],
             "beat": ["--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
                      "--pidfile", str(tmp_path / f"{name}.pid")],
-        }[kind]  # fmt: skip
+        }[kind] + (args or [])  # fmt: skip
         log = tmp_path / f"{name}.log"
         with log.open("w") as out:
             process = subprocess.Popen(

@@ -50,3 +50,30 @@ def test_celery_is_configured_for_json_late_acks_time_limits_and_the_database_sc
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
     assert conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
     assert conf.broker_url.startswith("redis://")
+
+
+def test_the_visibility_timeout_is_longer_than_every_tasks_time_limit():
+    """A late-acked task still running when the timeout passes is handed to a second worker."""
+    app.loader.import_default_modules()  # every app's tasks, as a worker loads them
+    limits = {
+        name: task.time_limit or app.conf.task_time_limit
+        for name, task in app.tasks.items()
+        if not name.startswith("celery.")
+    }
+    assert "apps.training.tasks.train_model" in limits
+    longest = max(limits.values())
+    assert app.conf.broker_transport_options["visibility_timeout"] > longest, limits
+
+
+def test_a_heartbeat_is_recorded_while_the_default_queue_is_backed_up(start_celery):
+    """Only a heartbeat worker runs and the default queue holds work nobody takes (a pool busy with
+    MLflow calls): the heartbeat still goes through, on its own queue."""
+    from apps.registry import tasks as registry_tasks
+
+    health._redis_client().delete(health.HEARTBEAT_KEY)
+    for _ in range(5):
+        registry_tasks.sync_registry.delay()  # waiting in the default queue, behind which nothing may wait
+    worker = start_celery("worker", args=["--queues", "heartbeat"])
+    marker = f"heartbeat-{uuid.uuid4().hex}"
+    health.record_worker_heartbeat.delay(hostname=marker)
+    worker.wait_for(lambda: _heartbeat().get("hostname") == marker)

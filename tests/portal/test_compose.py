@@ -38,7 +38,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_FILE = ROOT / "hafnium_portal" / "settings.py"
 
-REQUIRED_SERVICES = {"postgres", "redis", "mlflow", "web", "worker", "beat", "prometheus"}
+REQUIRED_SERVICES = {"postgres", "redis", "mlflow", "web", "worker", "worker-heartbeat", "beat", "prometheus"}
+PROCFILE = ROOT / "Procfile"
 ONE_SHOT_SERVICES = {"migrate"}
 # Read by a library, not by settings.py: prometheus_client merges gunicorn's worker metrics through it.
 LIBRARY_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}
@@ -275,7 +276,7 @@ def test_every_long_running_service_has_a_healthcheck(name):
 @pytest.mark.parametrize("name", sorted(ONE_SHOT_SERVICES))
 def test_one_shot_service_runs_once_and_gates_the_portal(name):
     assert str(services()[name].get("restart", "no")) == "no"
-    for waiting in ("web", "worker", "beat"):
+    for waiting in ("web", "worker", "worker-heartbeat", "beat"):
         condition = services()[waiting]["depends_on"][name]["condition"]
         assert condition == "service_completed_successfully", waiting
 
@@ -299,7 +300,7 @@ def test_every_dependency_waits_on_a_condition_the_dependency_can_meet():
 
 
 def test_the_portal_services_are_built_from_our_dockerfile():
-    assert {"mlflow", "migrate", "web", "worker", "beat"} <= set(our_image_services())
+    assert {"mlflow", "migrate", "web", "worker", "worker-heartbeat", "beat"} <= set(our_image_services())
 
 
 @pytest.mark.parametrize(
@@ -515,8 +516,53 @@ def test_web_healthcheck_counts_any_http_answer_as_alive():
     assert nobody_listening.returncode != 0
 
 
-def test_worker_healthcheck_pings_the_workers_own_node_name():
-    worker = services()["worker"]
+def queues_consumed(argv: list[str]) -> set[str]:
+    """The queues a `celery worker` command consumes: its -Q, else every queue of the settings."""
+    queues = parse_celery(argv).params.get("queues")
+    if not queues:
+        return {queue.name for queue in settings.CELERY_TASK_QUEUES}
+    return {name for item in queues for name in item.split(",")}
+
+
+def procfile_commands() -> dict[str, list[str]]:
+    lines = [line.partition(":") for line in PROCFILE.read_text().splitlines() if line.strip()]
+    return {name.strip(): shlex.split(command) for name, _, command in lines}
+
+
+def celery_workers() -> dict[str, list[str]]:
+    """Every `celery worker` the production shape and the embedded default (Procfile) run."""
+    workers = {f"compose {name}": argv for name, argv in our_image_commands() if argv[:1] == ["celery"]}
+    workers |= {
+        f"Procfile {name}": argv for name, argv in procfile_commands().items() if argv[:1] == ["celery"]
+    }
+    return {name: argv for name, argv in workers.items() if split_celery(argv)[1] == "worker"}
+
+
+@pytest.mark.parametrize("shape", ["compose", "Procfile"])
+def test_the_heartbeat_has_a_worker_of_its_own_that_runs_nothing_else(shape):
+    """A pool busy with slow tasks (MLflow, training) never makes /healthz call the workers dead."""
+    from hafnium_portal.celery import app
+
+    workers = {name: argv for name, argv in celery_workers().items() if name.startswith(shape)}
+    heartbeat_queue = app.amqp.router.route({}, "hafnium_portal.health.record_worker_heartbeat")["queue"].name
+    assert heartbeat_queue == settings.HEARTBEAT_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
+    assert settings.CELERY_BEAT_SCHEDULE["worker-heartbeat"]["options"]["queue"] == heartbeat_queue
+    consuming = {name: queues_consumed(argv) for name, argv in workers.items()}
+    assert [queues for queues in consuming.values() if heartbeat_queue in queues] == [{heartbeat_queue}]
+    assert any(settings.CELERY_TASK_DEFAULT_QUEUE in queues for queues in consuming.values())
+    # Every queue of the settings has a consumer.
+    assert set().union(*consuming.values()) == {queue.name for queue in settings.CELERY_TASK_QUEUES}
+
+
+def test_every_procfile_celery_command_exists():
+    for argv in procfile_commands().values():
+        if argv[:1] == ["celery"]:
+            check_celery(argv)
+
+
+@pytest.mark.parametrize("name", ["worker", "worker-heartbeat"])
+def test_worker_healthcheck_pings_the_workers_own_node_name(name):
+    worker = services()[name]
     worker_context = parse_celery(argv_of(worker["command"]))
     # The worker keeps celery's default node name, celery@<hostname>, which is what the probe pings.
     assert worker_context.params["hostname"] == f"celery@{socket.gethostname()}"

@@ -452,10 +452,12 @@ def test_another_teams_data_scientist_cannot_register_a_run_and_cannot_tell_it_e
 
 
 def test_the_team_of_a_run_is_also_known_from_its_experiment(
-    as_person, mlflow_runs, unique_name, data_scientist, other_data_scientist
+    as_person, settings, mlflow_runs, unique_name, data_scientist, other_data_scientist
 ):
     experiment = gateway.client().create_experiment(
-        f"exp-{unique_name}", tags={"hafnium.team": "fraud-analytics"}
+        f"exp-{unique_name}",
+        artifact_location=f"{settings.MLFLOW_ARTIFACT_ROOT}/exp-{unique_name}",
+        tags={"hafnium.team": "fraud-analytics"},
     )
     run_id = mlflow_runs.with_model(team=None, experiment=experiment)
 
