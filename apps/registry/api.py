@@ -1,7 +1,6 @@
 """The registry's REST API (v1): models, versions and their model cards, registering from a run, datasets."""
 
 from django.core.validators import RegexValidator
-from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -175,16 +174,6 @@ class CanRegister(BasePermission):
 # --- views ---------------------------------------------------------------------------------------
 
 
-def _with_owners_and_production(models):
-    """What a list row shows beyond the selector's counts, read with the list, not once per model."""
-    production = ModelVersion.objects.filter(model=OuterRef("pk"), stage=Stage.PRODUCTION).order_by(
-        "-version"
-    )
-    return models.prefetch_related("owners").annotate(
-        production_number=Subquery(production.values("version")[:1])
-    )
-
-
 @extend_schema(tags=["models"])
 @extend_schema_view(list=extend_schema(parameters=[ModelFilters]))
 class RegisteredModelViewSet(viewsets.GenericViewSet):
@@ -197,7 +186,7 @@ class RegisteredModelViewSet(viewsets.GenericViewSet):
 
     def list(self, request):
         models = selectors.model_list(request.user, **_filters(ModelFilters, request))
-        page = self.paginate_queryset(_with_owners_and_production(models))
+        page = self.paginate_queryset(selectors.with_owners_and_production(models))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def retrieve(self, request, name):

@@ -333,56 +333,6 @@ def test_model_list_reads_in_the_same_queries_however_many_models(as_person, fra
 # --- registering from a run ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def mlflow_runs(mlflow_store):
-    """Log runs to the test store the way a data scientist's own process does: through mlflow's global URI.
-
-    The global URI stays set during the test, as in a process that logged a run (see the report on
-    gateway.create_version); it is undone afterwards, and so is the MLFLOW_TRACKING_URI that
-    mlflow.set_tracking_uri exports, so that no later test or subprocess inherits it.
-    """
-    import mlflow
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mlflow.set_tracking_uri(mlflow_store)
-        try:
-            yield MlflowRuns(gateway.ensure_store())
-        finally:
-            mlflow.set_tracking_uri(None)
-
-
-class MlflowRuns:
-    def __init__(self, experiment_id: str):
-        self.experiment_id = experiment_id
-
-    def with_model(
-        self, team: str | None = "fraud-analytics", *, user: str | None = None, experiment=None
-    ) -> str:
-        """A run that logged a model; of `team` (its `hafnium.team` tag) and by `user` if given."""
-        import mlflow
-        import pandas as pd
-        from sklearn.linear_model import LogisticRegression
-
-        features = pd.DataFrame({"amount": [5.0, 900.0, 12.0, 1500.0], "night": [0.0, 1.0, 0.0, 1.0]})
-        classifier = LogisticRegression().fit(features, [0, 1, 0, 1])
-        tags = {"hafnium.team": team} if team else {}
-        if user:
-            tags["mlflow.user"] = user
-        with mlflow.start_run(experiment_id=experiment or self.experiment_id, tags=tags) as run:
-            mlflow.sklearn.log_model(classifier, name="model", input_example=features.head(2))
-        return run.info.run_id
-
-    def with_a_metric_only(self) -> str:
-        import mlflow
-
-        with mlflow.start_run(
-            experiment_id=self.experiment_id, tags={"hafnium.team": "fraud-analytics"}
-        ) as run:
-            mlflow.log_metric("roc_auc", 0.5)
-        return run.info.run_id
-
-
 def register(client, **body):
     return client.post("/api/v1/versions/register/", body, format="json")
 

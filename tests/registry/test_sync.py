@@ -213,3 +213,29 @@ def test_sync_runs_in_a_worker_process(mlflow_store, unique_name, team, start_ce
     worker = start_celery("worker", env={"MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI})
     tasks.sync_registry.delay()
     worker.wait_for(lambda: ModelVersion.objects.filter(model__name=unique_name).exists())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mlflow_is_read_outside_database_transactions(mlflow_runs, unique_name, team, monkeypatch):
+    """Artifact downloads take as long as MLflow and the network do: holding a transaction meanwhile
+    (on SQLite, the one write lock) would stall every writer of the portal."""
+    from django.db import connection
+
+    seen = []
+    for name in ("run", "run_json_artifact", "model_signature", "artifact_sha256"):
+        real = getattr(gateway, name)
+        monkeypatch.setattr(
+            gateway,
+            name,
+            lambda *a, _real=real, _name=name, **k: (
+                seen.append((_name, connection.in_atomic_block)) or _real(*a, **k)
+            ),
+        )
+
+    _log_model_outside_the_portal(unique_name, team=team.slug)
+    services.registry_sync()
+    run_id = mlflow_runs.with_model(team=team.slug)
+    services.version_register(actor=None, model_name=f"{unique_name}-2", run_id=run_id)
+
+    assert {name for name, _ in seen} == {"run", "run_json_artifact", "model_signature", "artifact_sha256"}
+    assert [name for name, in_transaction in seen if in_transaction] == []
