@@ -227,11 +227,12 @@ def unique_name():
 
 @pytest.fixture
 def mlflow_unreachable(settings, monkeypatch):
-    """MLflow as a server nobody answers for; the client gives up at once instead of retrying."""
+    """MLflow as a server nobody answers for. The portal bounds each call (settings.MLFLOW_HTTP_*, set
+    by the gateway); the fixture only makes sure no variable of an earlier test stands in for that."""
     from hafnium_portal.embedded_redis import free_port
 
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    for variable in ("TIMEOUT", "MAX_RETRIES", "BACKOFF_FACTOR", "BACKOFF_JITTER"):
+        monkeypatch.delenv(f"MLFLOW_HTTP_REQUEST_{variable}", raising=False)
     settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
     return settings.MLFLOW_TRACKING_URI
 
