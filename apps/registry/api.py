@@ -134,7 +134,10 @@ class RegisterRequest(serializers.Serializer):
         # The name is the model's address in MLflow and in the portal's URLs.
         validators=[RegexValidator(r"^\w[\w.-]*\Z", "Use letters, digits, '.', '_' and '-' only.")],
     )
-    run_id = serializers.CharField(max_length=64)
+    run_id = serializers.CharField(
+        max_length=64,
+        validators=[RegexValidator(r"^[\w-]+\Z", "An MLflow run id: letters, digits, '_' and '-'.")],
+    )
     team = serializers.SlugRelatedField(
         slug_field="slug",
         queryset=Team.objects.all(),

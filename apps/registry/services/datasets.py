@@ -1,6 +1,7 @@
 """Dataset versions: Parquet files kept under DATASET_ROOT by content hash, with a DVC pointer."""
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from apps.audit.services import audit_record
 from hafnium_portal.errors import DomainError
 
 from ..models import DatasetVersion
+
+# The name is a folder of the dataset store: nothing that could climb out of it.
+DATASET_NAME = re.compile(r"\w[\w.-]*")
 
 
 def _file_digests(path: Path) -> tuple[str, str]:
@@ -39,6 +43,8 @@ def dataset_register(
     relative to DATASET_ROOT: no server path leaves the portal.
     """
     source = Path(source)
+    if not DATASET_NAME.fullmatch(name):
+        raise DomainError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' only")
     if not source.is_file():
         raise DomainError(f"dataset file {source} does not exist")
     try:

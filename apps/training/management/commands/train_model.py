@@ -1,7 +1,9 @@
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
+from django.http import Http404
 
 from apps.accounts.models import Team
 from apps.registry.services import dataset_register
@@ -44,7 +46,7 @@ class Command(BaseCommand):
             outcome = services.model_train(
                 actor=actor, model_name=model, dataset=version, team=owner_team, min_auc=min_auc, seed=seed
             )
-        except (DomainError, ServiceUnavailable, ValueError) as exc:
+        except (DomainError, ServiceUnavailable, ValueError, PermissionDenied, Http404) as exc:
             raise CommandError(str(exc)) from exc
         if outcome.version is None:
             raise CommandError(
