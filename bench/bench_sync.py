@@ -68,7 +68,7 @@ def registered_outside_the_portal(*, models: int, versions: int, validation_json
 def naive_full_sync() -> int:
     """registry_sync without its shortcut: every version's run is fetched and its row updated, every time.
 
-    It calls the sync's own per-version step (`_run_details`, `version_mirror`) so that the only
+    It calls the sync's own per-version step (`sync.run_details`, `version_mirror`) so that the only
     difference from `registry_sync` is the shortcut.
     """
     from django.db import transaction
@@ -81,11 +81,12 @@ def naive_full_sync() -> int:
         team = Team.objects.filter(slug=remote_model.tags.get(services.TEAM_TAG, "")).first()
         model = services.model_ensure(name=remote_model.name, team=team, description=remote_model.description)
         for remote in gateway.model_versions(model.name):
+            details = services.sync.run_details(remote.run_id)
             with transaction.atomic():
-                services.version_mirror(model=model, remote=remote, **services._run_details(remote.run_id))
+                services.version_mirror(model=model, remote=remote, **details)
             refreshed += 1
         if not model.aliases_pending:
-            services._check_aliases(model, remote_model.aliases)
+            services.sync._check_aliases(model, remote_model.aliases)
     return refreshed
 
 
