@@ -4,17 +4,29 @@
 """
 
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404
+
+from hafnium_portal.converters import is_model_name
 
 from .models import ModelVersion, RegisteredModel
 from .selectors import models_visible_to, versions_visible_to
 
 
+def _check_name(name) -> None:
+    # A name from a form or a query string (not a URL's converter): no model has a name outside the rule,
+    # and a NUL byte must not reach PostgreSQL.
+    if not is_model_name(name):
+        raise Http404("No such model.")
+
+
 def model_for_user(user, name: str) -> RegisteredModel:
+    _check_name(name)
     return get_object_or_404(models_visible_to(user), name=name)
 
 
 def version_for_user(user, name: str, version: int) -> ModelVersion:
+    _check_name(name)
     return get_object_or_404(versions_visible_to(user), model__name=name, version=version)
 
 
