@@ -12,6 +12,10 @@ follows from what it is, not from per-view decorations:
 - 415 when it takes a body (of the media types it lists);
 - and any error status a view declares itself with `@extend_schema(responses={409: ..., 503: ...})`
   (its description is kept, its body is the standard one).
+
+Two more things DRF does that the schema says, so that schema fuzzing (schemathesis, see
+tests/portal/test_schema.py) finds the API as documented: an optional query parameter given empty is
+read as not given (`allowEmptyValue`), and a CharField of a request body takes a JSON number as its text.
 """
 
 from django.utils.translation import gettext_lazy as _
