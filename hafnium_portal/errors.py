@@ -1,9 +1,12 @@
 """Domain errors shared by every app, and how the web faces turn errors into answers."""
 
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpResponseNotAllowed, JsonResponse
 from django.template.loader import render_to_string
+from django.views import defaults
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -25,14 +28,22 @@ class ServiceUnavailable(Exception):
 
 
 def api_exception_handler(exc, context):
-    """DRF's handler, plus our domain errors: each becomes its status with {"detail": message}."""
+    """DRF's handler, plus our domain errors: each becomes its status with {"detail": message}.
+
+    Errors are JSON whatever the view renders otherwise (the schema's YAML, the browsable API's HTML).
+    """
     if isinstance(exc, DomainError):
-        return Response({"detail": str(exc)}, status=exc.status_code)
-    if isinstance(exc, ServiceUnavailable):
-        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    if isinstance(exc, PermissionDenied):
-        return Response({"detail": str(exc) or "You may not do this."}, status=status.HTTP_403_FORBIDDEN)
-    return exception_handler(exc, context)
+        response = Response({"detail": str(exc)}, status=exc.status_code)
+    elif isinstance(exc, ServiceUnavailable):
+        response = Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    elif isinstance(exc, PermissionDenied):
+        response = Response({"detail": str(exc) or "You may not do this."}, status=status.HTTP_403_FORBIDDEN)
+    else:
+        response = exception_handler(exc, context)
+    request = context.get("request")
+    if response is not None and request is not None:
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+    return response
 
 
 class MethodNotAllowedPageMiddleware:
@@ -52,3 +63,52 @@ class MethodNotAllowedPageMiddleware:
             )
             response["Content-Type"] = "text/html; charset=utf-8"
         return response
+
+
+# --- Django's error handlers (handler400/403/404/500 in the root URLconf) ----------------------------
+#
+# DRF answers the errors its views raise with JSON. These handlers answer what happens before or
+# around a DRF view: no URL matches (a non-numeric id, an unknown path), a body over
+# DATA_UPLOAD_MAX_MEMORY_SIZE, an exception DRF does not know. Under /api/ the answer is JSON
+# {"detail": ...} like every other API error; pages keep their HTML templates.
+
+API_PREFIX = "/api/"
+
+
+def is_api(request) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def _bad_request_detail(exception) -> str:
+    # Only messages we know are safe to show: a SuspiciousOperation may describe an attack.
+    if isinstance(exception, RequestDataTooBig):
+        return f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes allowed."
+    if isinstance(exception, TooManyFieldsSent):
+        return f"The request has more than the {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields allowed."
+    return "Bad request."
+
+
+def bad_request(request, exception):
+    if is_api(request):
+        return JsonResponse({"detail": _bad_request_detail(exception)}, status=status.HTTP_400_BAD_REQUEST)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception):
+    if is_api(request):
+        detail = "You do not have permission to perform this action."
+        return JsonResponse({"detail": detail}, status=status.HTTP_403_FORBIDDEN)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception):
+    if is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if is_api(request):
+        detail = "A server error occurred; it was logged."
+        return JsonResponse({"detail": detail}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)

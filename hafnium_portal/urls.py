@@ -5,11 +5,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts import views as account_views
+from apps.accounts.forms import AdminLoginForm
 
-from . import health
+from . import converters, health  # noqa: F401  converters: registers <modelname:...> before the apps' URLs
 
 admin.site.site_header = "Hafnium Portal administration"
 admin.site.site_title = "Hafnium Portal admin"
+admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("", account_views.home, name="home"),
@@ -26,3 +28,9 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
 ]
+
+# Errors around the views: JSON under /api/, the HTML pages elsewhere (see hafnium_portal.errors).
+handler400 = "hafnium_portal.errors.bad_request"
+handler403 = "hafnium_portal.errors.permission_denied"
+handler404 = "hafnium_portal.errors.page_not_found"
+handler500 = "hafnium_portal.errors.server_error"

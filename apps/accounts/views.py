@@ -6,6 +6,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.urls import reverse_lazy
 
+from .forms import LoginForm
 from .navigation import items_for
 from .roles import DUTIES, roles_of
 from .selectors import teams_visible_to
@@ -27,6 +28,7 @@ def teams(request):
 
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
+    authentication_form = LoginForm
     redirect_authenticated_user = True
 
 

@@ -1,5 +1,7 @@
 from django.urls import path
 
+import hafnium_portal.converters  # noqa: F401  registers <modelname:...>
+
 from . import views
 
 app_name = "governance"
@@ -13,5 +15,5 @@ urlpatterns = [
     path("requests/<int:pk>/reject/", views.request_reject, name="request-reject"),
     path("requests/<int:pk>/withdraw/", views.request_withdraw, name="request-withdraw"),
     path("requests/<int:pk>/comment/", views.request_comment, name="request-comment"),
-    path("models/<str:name>/history/", views.model_history, name="model-history"),
+    path("models/<modelname:name>/history/", views.model_history, name="model-history"),
 ]

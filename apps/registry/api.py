@@ -8,6 +8,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
 from apps.accounts.models import Team
+from hafnium_portal.converters import MODEL_NAME_MAX_LENGTH, MODEL_NAME_REGEX, validate_model_name
 
 from . import cards, permissions, selectors, services
 from .models import DatasetVersion, ModelVersion, RegisteredModel, Stage
@@ -130,9 +131,9 @@ class DatasetFilters(serializers.Serializer):
 
 class RegisterRequest(serializers.Serializer):
     model = serializers.CharField(
-        max_length=200,
-        # The name is the model's address in MLflow and in the portal's URLs.
-        validators=[RegexValidator(r"^\w[\w.-]*\Z", "Use letters, digits, '.', '_' and '-' only.")],
+        max_length=MODEL_NAME_MAX_LENGTH,
+        # The name is the model's address in MLflow and in the portal's URLs: one rule for both.
+        validators=[validate_model_name],
     )
     run_id = serializers.CharField(
         max_length=64,
@@ -182,7 +183,7 @@ class CanRegister(BasePermission):
 class RegisteredModelViewSet(viewsets.GenericViewSet):
     serializer_class = RegisteredModelSerializer
     lookup_field = "name"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = MODEL_NAME_REGEX
 
     def get_queryset(self):
         return selectors.models_visible_to(self.request.user)

@@ -8,22 +8,27 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from hafnium_portal.converters import is_model_name
+
 from .models import ModelVersion, RegisteredModel
 from .selectors import models_visible_to, versions_visible_to
 
 
-def _valid_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "\x00" in name:
+def _check_name(name) -> None:
+    # A name from a form or a query string (not a URL's converter): no model has a name outside the rule,
+    # and a NUL byte must not reach PostgreSQL.
+    if not is_model_name(name):
         raise Http404("No such model.")
-    return name
 
 
 def model_for_user(user, name: str) -> RegisteredModel:
-    return get_object_or_404(models_visible_to(user), name=_valid_name(name))
+    _check_name(name)
+    return get_object_or_404(models_visible_to(user), name=name)
 
 
 def version_for_user(user, name: str, version: int) -> ModelVersion:
-    return get_object_or_404(versions_visible_to(user), model__name=_valid_name(name), version=version)
+    _check_name(name)
+    return get_object_or_404(versions_visible_to(user), model__name=name, version=version)
 
 
 def version_by_id_for_user(user, pk: int) -> ModelVersion:
@@ -51,7 +56,8 @@ def can_register(user) -> bool:
 def check_registering_into(user, model_name: str, team) -> None:
     """Registering a version into a model: an existing model must be one the user can see (404) and
     whose team they belong to (403); a team given for a new model, one they are in (403)."""
-    model = RegisteredModel.objects.filter(name=_valid_name(model_name)).first()
+    _check_name(model_name)
+    model = RegisteredModel.objects.filter(name=model_name).first()
     if model is not None:
         model_for_user(user, model_name)
         if not user.has_perm("registry.request_promotion", model):
