@@ -126,7 +126,11 @@ def _against_checkpoint(walk: chain.Walk, checkpoint: dict) -> str:
 
 
 def audit_verify(
-    *, batch_size: int = 10_000, progress: Callable[[int], None] | None = None, checkpoint: dict | None = None
+    *,
+    batch_size: int = 10_000,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 50_000,
+    checkpoint: dict | None = None,
 ) -> Verification:
     """Check the whole chain, then its head against the latest checkpoint (or the one given).
 
@@ -145,7 +149,7 @@ def audit_verify(
         except checkpoints.CheckpointError as exc:
             problem, checkpoint = f"audit checkpoint refused: {exc}", None
     mark = checkpoint["event_id"] if checkpoint else None
-    walk = chain.walk(chain_rows(batch_size=batch_size), mark=mark, progress=progress)
+    walk = chain.walk(chain_rows(batch_size=batch_size), mark=mark, progress=progress, every=progress_every)
     if walk.broken is None and checkpoint is not None:
         problem = _against_checkpoint(walk, checkpoint)
     return Verification(walk.broken, walk.checked, walk.head_id, checkpoint, problem)
@@ -188,7 +192,9 @@ def audit_checkpoint() -> dict | None:
 
 # --- "Verify chain": a run with its progress, done by a task -------------------------------------
 
-# A running verification reports progress every few seconds; one silent this long lost its worker.
+# A running verification writes its progress every PROGRESS_EVERY events (a second or so); one silent
+# for this long lost its worker and may be claimed again.
+PROGRESS_EVERY = 50_000
 VERIFICATION_STALE_AFTER = timedelta(minutes=10)
 
 
@@ -236,7 +242,7 @@ def verification_run(*, run_id: int) -> bool:
         runs.update(checked=checked, progressed_at=timezone.now())
 
     try:
-        result = audit_verify(progress=progress)
+        result = audit_verify(progress=progress, progress_every=PROGRESS_EVERY)
     except Exception as exc:
         runs.update(status=Status.FAILED, finished_at=timezone.now(), message=f"{type(exc).__name__}: {exc}")
         raise
