@@ -3,7 +3,8 @@
 Each is run beside the straightforward alternative, in the same run, and the ratio is printed:
 - inbox: ours (one query through the policies' rules) vs filtering every pending request in Python;
 - audit page: ours (pages by event id, no COUNT) vs Django's Paginator, which counts every event;
-- verify_audit: ours (rows as dicts, streamed in chunks) vs iterating model instances.
+- verify_audit: ours (rows from the cursor as text, canonical form built as text, the C JSON scanner and
+  encoder built once) vs the previous way (rows as dicts through the ORM, json.dumps per event).
 The pages are requested through Django's test client (the whole view and template, no network).
 """
 
@@ -108,18 +109,21 @@ def events_setup(count: int) -> None:
     AuditEvent.objects.bulk_create(batch)
 
 
-def naive_verify() -> tuple[int | None, int]:
+def previous_verify() -> tuple[int | None, int]:
+    """verify_audit as it was (15.5 s for 1,000,000 events): the ORM's rows as dicts, in chunks of
+    10,000, each re-encoded with json.dumps (canonical) and hashed."""
     from apps.audit import chain
     from apps.audit.models import AuditEvent
 
-    previous, checked = chain.GENESIS, 0
-    for event in AuditEvent.objects.order_by("id"):  # model instances, fetched all at once
-        checked += 1
-        fields = {name: getattr(event, name) for name in chain.FIELDS}
-        if event.prev_hash != previous or chain.event_hash(previous, fields) != event.hash:
-            return event.pk, checked
-        previous = event.hash
-    return None, checked
+    values = AuditEvent.objects.order_by("id").values("id", "prev_hash", "hash", *chain.FIELDS)
+    return chain.first_break(values.iterator(chunk_size=10_000))
+
+
+def our_verify() -> tuple[int | None, int]:
+    from apps.audit.services import audit_verify
+
+    result = audit_verify()
+    return result.broken, result.checked
 
 
 def row(label: str, ours: float, alternative: float) -> str:
@@ -147,7 +151,6 @@ def main() -> int:
     from django.urls import reverse
 
     from apps.audit.models import AuditEvent
-    from apps.audit.services import audit_verify
     from apps.governance.selectors import inbox_for
 
     with stopwatch() as setup:
@@ -181,11 +184,16 @@ def main() -> int:
             AuditEvent.objects.all().delete()  # the bench's own SQLite database: rebuild at full size
             events_setup(options.verify_events)
     print(f"setup (untimed): {options.verify_events:,} events for verify_audit in {more['seconds']:.1f} s")
-    verify, (broken, checked) = best_of(1, audit_verify)
-    naive_verify_s, (naive_broken, naive_checked) = best_of(1, naive_verify)
-    if (broken, checked) != (naive_broken, naive_checked) or broken is not None:
+    # Alternated, best of two each: the machine is shared, a burst of other work hits both alike.
+    verify = previous_verify_s = float("inf")
+    for _ in range(2):
+        seconds, (broken, checked) = best_of(1, our_verify)
+        verify = min(verify, seconds)
+        seconds, (old_broken, old_checked) = best_of(1, previous_verify)
+        previous_verify_s = min(previous_verify_s, seconds)
+    if (broken, checked) != (old_broken, old_checked) or broken is not None:
         print(
-            f"verification disagrees or fails: {(broken, checked)} vs {(naive_broken, naive_checked)}",
+            f"verification disagrees or fails: {(broken, checked)} vs {(old_broken, old_checked)}",
             file=sys.stderr,
         )
         return 1
@@ -195,7 +203,7 @@ def main() -> int:
     print(row(f"inbox query, {options.requests:,} requests", inbox_query, naive_query))
     print(f"{'audit page, whole response':<38} {audit_page * 1000:>10.1f} ms")
     print(row(f"audit first page, {options.events:,} events", ours_audit, counted_audit))
-    print(row(f"verify_audit, {checked:,} events", verify, naive_verify_s))
+    print(row(f"verify_audit, {checked:,} events", verify, previous_verify_s))
     print(f"verify_audit: {checked / verify:,.0f} events/s")
     return 0
 

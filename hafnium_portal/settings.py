@@ -207,6 +207,25 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- audit: signed checkpoints of the trail's head (apps/audit/checkpoints.py) ----------------------
+
+# The HMAC-SHA256 key of the checkpoints; never in the database. Unset (embedded default): a random
+# key kept in var/audit-checkpoint-key, created on first use. Production sets it (secret store).
+AUDIT_CHECKPOINT_KEY = env.str("AUDIT_CHECKPOINT_KEY", default="")
+AUDIT_CHECKPOINT_KEY_FILE = VAR_DIR / "audit-checkpoint-key"
+# checkpoints.jsonl (append-only JSON lines) goes here; production: a volume the database's
+# administrators cannot write. Optionally each checkpoint is also POSTed (signed) to a webhook.
+AUDIT_CHECKPOINT_DIR = env.str("AUDIT_CHECKPOINT_DIR", default=str(VAR_DIR / "audit-checkpoints"))
+AUDIT_CHECKPOINT_WEBHOOK_URL = env.str("AUDIT_CHECKPOINT_WEBHOOK_URL", default="")
+if AUDIT_CHECKPOINT_WEBHOOK_URL and not AUDIT_CHECKPOINT_KEY:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_WEBHOOK_URL is set: AUDIT_CHECKPOINT_KEY must be set too.")
+AUDIT_CHECKPOINT_INTERVAL = env.int("AUDIT_CHECKPOINT_INTERVAL", default=600)
+CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
+    "task": "apps.audit.tasks.write_checkpoint",
+    "schedule": AUDIT_CHECKPOINT_INTERVAL,
+    "options": {"expires": AUDIT_CHECKPOINT_INTERVAL},
+}
+
 # --- mlflow ------------------------------------------------------------------------------------
 
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.sqlite3'}")

@@ -3,7 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
-from .models import AuditEvent
+from .models import AuditEvent, VerificationRun
 
 READ_PERMISSION = "audit.view_auditevent"
 
@@ -20,3 +20,8 @@ def check_can_read_audit(user) -> None:
 def event_for_user(user, pk: int) -> AuditEvent:
     check_can_read_audit(user)
     return get_object_or_404(AuditEvent, pk=pk)
+
+
+def verification_for_user(user, pk: int) -> VerificationRun:
+    check_can_read_audit(user)
+    return get_object_or_404(VerificationRun, pk=pk)

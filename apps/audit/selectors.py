@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import AuditEvent
+from .models import AuditEvent, VerificationRun
 from .permissions import can_read_audit
 
 
@@ -64,3 +64,8 @@ def object_types(user) -> list[str]:
         .values_list("object_type", flat=True)
         .distinct()
     )
+
+
+def latest_verification(user) -> VerificationRun | None:
+    """The newest "Verify chain" run, shown (and polled while it runs) on the audit page."""
+    return VerificationRun.objects.order_by("-id").first() if can_read_audit(user) else None

@@ -9,4 +9,5 @@ urlpatterns = [
     path("export.csv", views.export_csv, name="export-csv"),
     path("export.json", views.export_json, name="export-json"),
     path("verify/", views.verify, name="verify"),
+    path("verify/<int:pk>/", views.verification, name="verification"),
 ]

@@ -4,7 +4,6 @@ Open to holders of `audit.view_auditevent` (Compliance, Model Risk, managers, ad
 pages by event id (keyset), so no page counts the trail, however long it is.
 """
 
-import csv
 import json
 from datetime import UTC
 from urllib.parse import urlencode
@@ -17,9 +16,11 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from hafnium_portal.csv_safe import csv_lines
+
 from . import chain, selectors, services
 from .forms import EventFilterForm
-from .permissions import check_can_read_audit
+from .permissions import check_can_read_audit, verification_for_user
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2_000
@@ -65,6 +66,7 @@ def event_list(request):
         response = render(request, "audit/partials/_event_table.html", context)
     else:
         context |= {
+            "run": selectors.latest_verification(request.user),
             "action_names": selectors.action_names(request.user),
             "object_types": selectors.object_types(request.user),
         }
@@ -95,27 +97,22 @@ def _json(value) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-class _Echo:
-    """What csv.writer writes to: each line is handed back, to be streamed."""
-
-    def write(self, line: str) -> str:
-        return line
-
-
 @login_required
 @require_GET
 def export_csv(request):
-    """The current filter's events as CSV: a header row, then one row per event; before/after as JSON."""
+    """The current filter's events as CSV: the escaping note, a header row, then one row per event;
+    before/after as JSON. Cells a spreadsheet could run as formulas are escaped (see csv_safe)."""
     rows = _export_rows(_filtered_events(request))
-    writer = csv.writer(_Echo())
 
-    def lines():
-        yield writer.writerow(chain.EXPORTED)
+    def cells():
         for row in rows:
             row["before"], row["after"] = _json(row["before"]), _json(row["after"])
-            yield writer.writerow([row[name] for name in chain.EXPORTED])
+            yield [row[name] for name in chain.EXPORTED]
 
-    return _attachment(StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8"), "csv")
+    response = StreamingHttpResponse(
+        csv_lines(chain.EXPORTED, cells()), content_type="text/csv; charset=utf-8"
+    )
+    return _attachment(response, "csv")
 
 
 @login_required
@@ -136,22 +133,18 @@ def export_json(request):
 @login_required
 @require_POST
 def verify(request):
-    """Re-hash the whole chain and say whether it is intact, or which event is the first broken one."""
+    """Start a verification of the whole trail (a Celery task), or show the one already under way."""
     check_can_read_audit(request.user)
-    broken, checked = services.audit_verify()
-    result = {"intact": broken is None, "checked": checked, "broken": broken, "intact_before": checked - 1}
+    run = services.verification_request(actor=request.user)
     if request.htmx:
-        return render(request, "audit/partials/_verify_result.html", {"result": result})
-    if broken is None:
-        messages.success(request, f"Audit chain intact: {_events(checked)} verified.")
-    else:
-        messages.error(
-            request,
-            f"Audit chain broken at event #{broken}: it, or its link to the event before it, was altered "
-            f"after it was written. The {_events(checked - 1)} before it are intact.",
-        )
+        return render(request, "audit/partials/_verification.html", {"run": run})
+    messages.info(request, f"Verification #{run.pk} of the audit chain started; its progress is shown below.")
     return redirect("audit:event-list")
 
 
-def _events(count: int) -> str:
-    return f"{count} event{'' if count == 1 else 's'}"
+@login_required
+@require_GET
+def verification(request, pk: int):
+    """A verification's status, polled by the page (htmx) while it runs."""
+    run = verification_for_user(request.user, pk)
+    return render(request, "audit/partials/_verification.html", {"run": run})

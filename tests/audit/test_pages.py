@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -17,8 +18,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from apps.audit import chain
-from apps.audit.models import AuditEvent
+from apps.audit.models import AuditEvent, VerificationRun
 from apps.audit.services import audit_record
+from hafnium_portal.csv_safe import ESCAPING_NOTE
 
 pytestmark = pytest.mark.django_db
 
@@ -289,8 +291,9 @@ def test_csv_export_holds_the_filtered_events_with_their_hashes(client, complian
         r'attachment; filename="audit-events-\d{8}T\d{6}Z\.csv"', response["Content-Disposition"]
     )
     lines = list(csv.reader(io.StringIO(streamed(response))))
-    assert lines[0] == FIELDS
-    rows = [dict(zip(FIELDS, line, strict=True)) for line in lines[1:]]
+    assert lines[0] == [ESCAPING_NOTE]
+    assert lines[1] == FIELDS
+    rows = [dict(zip(FIELDS, line, strict=True)) for line in lines[2:]]
     assert [int(row["id"]) for row in rows] == [story[name].pk for name in ("A", "B", "D")]  # chain order
     for row, name in zip(rows, ("A", "B", "D"), strict=True):
         assert (row["prev_hash"], row["hash"]) == (story[name].prev_hash, story[name].hash)
@@ -329,24 +332,49 @@ def test_an_unfiltered_export_verifies_as_a_whole_chain(client, compliance, stor
 # --- verifying the chain -------------------------------------------------------------------------
 
 
-def test_verify_reports_an_intact_chain(client, compliance, story):
-    client.force_login(compliance)
-    count = AuditEvent.objects.count()
+def as_superuser_would(sql: str, params: list) -> None:
+    """Change the trail behind the portal's back, as a database superuser could (on PostgreSQL the
+    append-only trigger is disabled first; the test's transaction restores it)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+        cursor.execute(sql, params)
 
-    response = client.post(reverse("audit:verify"), follow=True)
 
-    assert f"Audit chain intact: {count} events verified." in response.content.decode()
-
-
-def test_verify_with_htmx_answers_with_the_result_alone(client, compliance, story):
-    client.force_login(compliance)
-    count = AuditEvent.objects.count()
-
-    response = client.post(reverse("audit:verify"), HTTP_HX_REQUEST="true")
-
+def verify_on_the_page(client, htmx: bool, capture) -> str:
+    """Press "Verify chain"; the task runs inline once the request's transaction commits; then read
+    the outcome as the page shows it (the polled status partial, or the page after the redirect)."""
+    with capture(execute=True):
+        if htmx:
+            started = client.post(reverse("audit:verify"), HTTP_HX_REQUEST="true")
+        else:
+            started = client.post(reverse("audit:verify"))
+    if htmx:
+        assert started.status_code == 200
+        assert "<html" not in started.content.decode()
+        assert "queued" in started.content.decode()
+        run_id = re.search(r'data-run-id="(\d+)"', started.content.decode()).group(1)
+        assert f'hx-get="/audit/verify/{run_id}/"' in started.content.decode()  # polls while it runs
+        response = client.get(reverse("audit:verification", args=[run_id]), HTTP_HX_REQUEST="true")
+    else:
+        assert started.status_code == 302
+        response = client.get(started["Location"])
     assert response.status_code == 200
-    assert "<html" not in response.content.decode()
-    assert f"Audit chain intact: {count} events verified." in response.content.decode()
+    return re.sub(r"\s+", " ", response.content.decode())
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_verify_reports_an_intact_chain(
+    client, compliance, story, htmx, celery_eager, django_capture_on_commit_callbacks
+):
+    client.force_login(compliance)
+    count = AuditEvent.objects.count() + 1  # the request to verify is itself recorded first
+
+    text = verify_on_the_page(client, htmx, django_capture_on_commit_callbacks)
+
+    assert f"Audit chain intact: {count} events verified" in text
+    assert 'hx-trigger="every 1s"' not in text  # finished: the polling stops
+    assert AuditEvent.objects.filter(action="audit.verification_requested", actor="cora").exists()
 
 
 def test_verify_needs_a_post_with_a_csrf_token(compliance, story):
@@ -360,24 +388,64 @@ def test_verify_needs_a_post_with_a_csrf_token(compliance, story):
     assert client.post(reverse("audit:verify"), {"csrfmiddlewaretoken": token}).status_code == 302
 
 
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="a PostgreSQL trigger refuses the UPDATE")
 @pytest.mark.parametrize("htmx", [False, True])
-def test_verify_names_the_first_tampered_event(client, compliance, story, htmx):
+def test_verify_names_the_first_tampered_event(
+    client, compliance, story, htmx, celery_eager, django_capture_on_commit_callbacks
+):
+    """Runs on PostgreSQL too: the tampering goes around the trigger, as a superuser's would."""
     client.force_login(compliance)
     before_b = AuditEvent.objects.filter(pk__lt=story["B"].pk).count()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE audit_auditevent SET object_repr = %s WHERE id = %s", ["nothing to see", story["B"].pk]
-        )
+    as_superuser_would(
+        "UPDATE audit_auditevent SET object_repr = %s WHERE id = %s", ["nothing to see", story["B"].pk]
+    )
 
-    if htmx:
-        response = client.post(reverse("audit:verify"), HTTP_HX_REQUEST="true")
-    else:
-        response = client.post(reverse("audit:verify"), follow=True)
+    text = verify_on_the_page(client, htmx, django_capture_on_commit_callbacks)
 
-    text = re.sub(r"\s+", " ", response.content.decode())
     assert f"Audit chain broken at event #{story['B'].pk}:" in text
     assert f"The {before_b} events before it are intact." in text
+
+
+def test_verify_on_the_page_reports_a_cut_tail(
+    client, compliance, story, celery_eager, django_capture_on_commit_callbacks
+):
+    call_command("audit_checkpoint")
+    as_superuser_would("DELETE FROM audit_auditevent WHERE id >= %s", [story["C"].pk])
+    client.force_login(compliance)
+
+    text = verify_on_the_page(client, True, django_capture_on_commit_callbacks)
+
+    # The request to verify was recorded after the cut: the head moved on, the signed event is gone.
+    assert f"Audit trail truncated: event #{story['D'].pk}, the head signed in the checkpoint" in text
+    assert "is missing; events up to it were deleted" in text
+
+
+def test_a_second_press_while_a_verification_is_queued_shows_the_same_run(client, compliance, story):
+    client.force_login(compliance)
+
+    first = client.post(reverse("audit:verify"), HTTP_HX_REQUEST="true").content.decode()
+    second = client.post(reverse("audit:verify"), HTTP_HX_REQUEST="true").content.decode()
+
+    run_id = re.search(r'data-run-id="(\d+)"', first).group(1)
+    assert f'data-run-id="{run_id}"' in second
+    assert VerificationRun.objects.count() == 1
+    assert 'data-run-id="' + run_id in client.get(reverse("audit:event-list")).content.decode()
+
+
+@pytest.mark.parametrize("person", ["anonymous", *READERS, *NOT_READERS])
+def test_only_readers_of_the_trail_see_a_verification(request, story, person):
+    run = VerificationRun.objects.create(status=VerificationRun.Status.INTACT, checked=5, total=5)
+    client = signed_in(request, person)
+
+    response = client.get(reverse("audit:verification", args=[run.pk]))
+
+    if person == "anonymous":
+        assert response.status_code == 302
+    elif person in NOT_READERS:
+        assert response.status_code == 403
+    else:
+        assert "Audit chain intact: 5 events verified" in response.content.decode()
+    missing = signed_in(request, "compliance" if person == "anonymous" else person)
+    assert missing.get(reverse("audit:verification", args=[run.pk + 99])).status_code in (403, 404)
 
 
 # --- scale ---------------------------------------------------------------------------------------
@@ -448,7 +516,7 @@ def test_the_first_page_of_thousands_shows_the_newest_fifty(client, compliance, 
     assert ids == newest
     assert response.context["older"] == newest[-1]
     exported = list(csv.reader(io.StringIO(streamed(client.get(reverse("audit:export-csv"))))))
-    assert len(exported) == 1 + AuditEvent.objects.count()
+    assert len(exported) == 2 + AuditEvent.objects.count()  # the escaping note, the header, the events
 
 
 # --- the API -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def test_each_event_chains_to_the_previous_one(data_scientist):
     assert third.prev_hash == second.hash
     stored = AuditEvent.objects.filter(pk=second.pk).values("id", "prev_hash", "hash", *chain.FIELDS).get()
     assert chain.event_hash(first.hash, stored) == second.hash
-    assert audit_verify() == (None, AuditEvent.objects.count())
+    assert audit_verify()[:2] == (None, AuditEvent.objects.count())
 
 
 def test_verify_audit_names_the_first_broken_event(data_scientist, capsys):
@@ -46,10 +46,11 @@ def test_verify_audit_names_the_first_broken_event(data_scientist, capsys):
 
 
 def test_a_deleted_event_breaks_the_chain_at_its_successor(data_scientist):
-    if connection.vendor == "postgresql":
-        pytest.skip("the trigger refuses deletes on PostgreSQL (tested below)")
     events = _events(data_scientist, 4)
-    AuditEvent.objects.filter(pk=events[1].pk).delete()
+    with connection.cursor() as cursor:  # as a superuser could, around the trigger on PostgreSQL
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+        cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [events[1].pk])
     assert audit_verify()[0] == events[2].pk
 
 
