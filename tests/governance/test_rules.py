@@ -331,6 +331,13 @@ def test_who_may_sync_the_registry(request, person, allowed):
     assert may_sync(user) is allowed
 
 
+def test_pages_know_whether_the_reader_may_sync(client, manager, ml_engineer):
+    client.force_login(manager)
+    assert client.get(reverse("home")).context["may_sync"] is False
+    client.force_login(ml_engineer)
+    assert client.get(reverse("home")).context["may_sync"] is True
+
+
 def test_a_manager_who_becomes_an_ml_engineer_may_sync(manager):
     assert may_sync(manager) is False
     manager.groups.add(Group.objects.get(name=Role.ML_ENGINEER))
