@@ -1,6 +1,5 @@
 """Governance's API (v1): promotion requests, and acting on them (approve, reject, withdraw, comment)."""
 
-from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -163,14 +162,6 @@ def _valid(serializer_class, data) -> dict:
 # --- views ---------------------------------------------------------------------------------------
 
 
-def _with_decisions(requests):
-    """Approvals and comments read with the list, two queries whatever its length."""
-    return requests.prefetch_related(
-        Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
-        Prefetch("comments", queryset=RequestComment.objects.select_related("author")),
-    )
-
-
 REFUSED = {
     400: OpenApiResponse(ErrorSerializer, description="a field is invalid, or a rule refused the action"),
     403: OpenApiResponse(ErrorSerializer, description="you may see the request but not do this"),
@@ -195,7 +186,7 @@ class PromotionRequestViewSet(viewsets.GenericViewSet):
     def list(self, request):
         filters = _valid(RequestFilters, request.query_params)
         requests = selectors.requests_filtered(request.user, **filters)
-        page = self.paginate_queryset(_with_decisions(requests))
+        page = self.paginate_queryset(selectors.with_decisions(requests))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(

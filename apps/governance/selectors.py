@@ -16,7 +16,7 @@ from apps.registry.models import ModelVersion, RegisteredModel, Stage, StageTran
 from apps.registry.selectors import models_visible_to, production_version
 from hafnium_portal.errors import Conflict, DomainError
 
-from .models import DEFAULT_RULES, Approval, PromotionPolicy, PromotionRequest
+from .models import DEFAULT_RULES, Approval, PromotionPolicy, PromotionRequest, RequestComment
 
 Status = PromotionRequest.Status
 
@@ -240,8 +240,23 @@ def inbox_for(user) -> QuerySet[PromotionRequest]:
     )
 
 
-def my_requests(user) -> QuerySet[PromotionRequest]:
-    return requests_visible_to(user).filter(requested_by=user)
+def my_requests(user, *, status: str = "") -> QuerySet[PromotionRequest]:
+    mine = requests_visible_to(user).filter(requested_by=user)
+    return mine.filter(status=status) if status else mine
+
+
+def with_active_approvals(requests: QuerySet[PromotionRequest]) -> QuerySet[PromotionRequest]:
+    """Each request's standing approvals as `active_approvals`, one query for a page of requests."""
+    active = Approval.objects.filter(voided_at__isnull=True).select_related("approver")
+    return requests.prefetch_related(Prefetch("approvals", queryset=active, to_attr="active_approvals"))
+
+
+def with_decisions(requests: QuerySet[PromotionRequest]) -> QuerySet[PromotionRequest]:
+    """Approvals and comments read with a list, two queries whatever its length."""
+    return requests.prefetch_related(
+        Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
+        Prefetch("comments", queryset=RequestComment.objects.select_related("author")),
+    )
 
 
 def requests_filtered(

@@ -11,7 +11,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -32,7 +31,7 @@ from .forms import (
     ProductionOnForm,
     PromotionRequestForm,
 )
-from .models import Approval, PromotionRequest
+from .models import PromotionRequest
 from .permissions import request_for_user
 
 PAGE_SIZE = 25
@@ -115,16 +114,9 @@ def _with_missing_roles(promotions) -> list[PromotionRequest]:
     return rows
 
 
-ACTIVE_APPROVALS = Prefetch(
-    "approvals",
-    queryset=Approval.objects.filter(voided_at__isnull=True).select_related("approver"),
-    to_attr="active_approvals",
-)
-
-
 @login_required
 def inbox(request):
-    promotions = selectors.inbox_for(request.user).prefetch_related(ACTIVE_APPROVALS)
+    promotions = selectors.with_active_approvals(selectors.inbox_for(request.user))
     page = Paginator(promotions, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = _with_missing_roles(page.object_list)
     return render(request, "governance/inbox.html", {"page": page, "rows": rows, "query": ""})
@@ -134,9 +126,7 @@ def inbox(request):
 def my_requests(request):
     form = MyRequestsFilterForm(request.GET)
     status = form.status_filter()
-    promotions = selectors.my_requests(request.user).prefetch_related(ACTIVE_APPROVALS)
-    if status:
-        promotions = promotions.filter(status=status)
+    promotions = selectors.with_active_approvals(selectors.my_requests(request.user, status=status))
     page = Paginator(promotions, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "form": form,
