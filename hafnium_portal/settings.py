@@ -256,6 +256,8 @@ GOVERNANCE_WEBHOOK_URL = env.str("GOVERNANCE_WEBHOOK_URL", default="")
 GOVERNANCE_WEBHOOK_SECRET = env.str("GOVERNANCE_WEBHOOK_SECRET", default="")
 if GOVERNANCE_WEBHOOK_URL and not GOVERNANCE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("GOVERNANCE_WEBHOOK_URL is set: GOVERNANCE_WEBHOOK_SECRET must be set too.")
+# --- governance: notification retries (first retry after this many seconds, doubling, at most 600) ---
+GOVERNANCE_NOTIFICATION_RETRY_SECONDS = env.float("GOVERNANCE_NOTIFICATION_RETRY_SECONDS", default=10.0)
 
 # --- auth --------------------------------------------------------------------------------------
 

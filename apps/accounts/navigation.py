@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.urls import reverse
 
-from .roles import Role, roles_of
+from .roles import Role, may_sync, roles_of
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ def items_for(user) -> list[dict]:
 
 
 def navigation(request) -> dict:
-    """Template context processor: the signed-in user's navigation and roles."""
+    """Template context processor: the signed-in user's navigation and roles, and whether they may sync
+    the registry (pages show "Sync now" to them only; the view asks `may_sync` itself)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"nav_items": [], "user_roles": []}
-    return {"nav_items": items_for(user), "user_roles": roles_of(user)}
+        return {"nav_items": [], "user_roles": [], "may_sync": False}
+    return {"nav_items": items_for(user), "user_roles": roles_of(user), "may_sync": may_sync(user)}

@@ -33,3 +33,15 @@ def roles_of(user) -> list[Role]:
         names = set(user.groups.values_list("name", flat=True))
         user._hafnium_roles = [role for role in Role if role.value in names]
     return user._hafnium_roles
+
+
+# Who may press "Sync now" (mirror MLflow into the portal): those who register versions and those who
+# run them. Managers read, export and acknowledge; Model Risk and Compliance decide on the evidence.
+SYNC_ROLES = frozenset({Role.DATA_SCIENTIST, Role.DATA_SCIENTIST_LEAD, Role.ML_ENGINEER})
+
+
+def may_sync(user) -> bool:
+    """Whether `user` may start a sync of the registry with MLflow (the registry's Sync now)."""
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or bool(SYNC_ROLES.intersection(roles_of(user)))

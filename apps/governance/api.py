@@ -1,6 +1,5 @@
 """Governance's API (v1): promotion requests, and acting on them (approve, reject, withdraw, comment)."""
 
-from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -33,6 +32,9 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "created_at",
             "voided_at",
             "void_reason",
+            "overridden_checks",
+            "override_reason",
+            "creator_unknown",
         ]
         read_only_fields = fields
 
@@ -48,6 +50,9 @@ class CommentSerializer(serializers.ModelSerializer):
 
 class PrecheckSerializer(serializers.Serializer):
     name = serializers.CharField()
+    hard = serializers.BooleanField(
+        required=False, help_text="a failed hard check blocks approval unless the approver overrides it"
+    )
     passed = serializers.BooleanField(allow_null=True, help_text="null: the check could not be made yet")
     detail = serializers.CharField()
 
@@ -111,9 +116,20 @@ class CreateRequestBody(serializers.Serializer):
 
 
 class ApproveBody(serializers.Serializer):
+    evidence_sha256 = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        help_text="the request's evidence_sha256 as you reviewed it; 409 if the evidence has changed since",
+    )
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
     role = serializers.ChoiceField(
         Role.choices, required=False, help_text="needed only by someone holding several of the required roles"
+    )
+    override_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=10_000,
+        help_text="required when a hard pre-check fails: why approving is right anyway (recorded)",
     )
 
 
@@ -124,6 +140,11 @@ class RejectBody(serializers.Serializer):
     )
     role = serializers.ChoiceField(
         Role.choices, required=False, help_text="needed only by someone holding several of the required roles"
+    )
+    evidence_sha256 = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        required=False,
+        help_text="the evidence_sha256 you reviewed; if given, 409 when the evidence has changed since",
     )
 
 
@@ -139,14 +160,6 @@ def _valid(serializer_class, data) -> dict:
 
 
 # --- views ---------------------------------------------------------------------------------------
-
-
-def _with_decisions(requests):
-    """Approvals and comments read with the list, two queries whatever its length."""
-    return requests.prefetch_related(
-        Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
-        Prefetch("comments", queryset=RequestComment.objects.select_related("author")),
-    )
 
 
 REFUSED = {
@@ -172,17 +185,8 @@ class PromotionRequestViewSet(viewsets.GenericViewSet):
 
     def list(self, request):
         filters = _valid(RequestFilters, request.query_params)
-        user = request.user
-        requests = selectors.inbox_for(user) if filters.get("inbox") else selectors.requests_visible_to(user)
-        if filters.get("mine"):
-            requests = requests.filter(requested_by=user)
-        if "status" in filters:
-            requests = requests.filter(status=filters["status"])
-        if "model" in filters:
-            requests = requests.filter(version__model__name=filters["model"])
-        if "to_stage" in filters:
-            requests = requests.filter(to_stage=filters["to_stage"])
-        page = self.paginate_queryset(_with_decisions(requests))
+        requests = selectors.requests_filtered(request.user, **filters)
+        page = self.paginate_queryset(selectors.with_decisions(requests))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
@@ -218,7 +222,12 @@ class PromotionRequestViewSet(viewsets.GenericViewSet):
         body = _valid(ApproveBody, request.data)
         promotion_request = request_for_user(request.user, pk)
         services.promotion_approve(
-            actor=request.user, request=promotion_request, comment=body["comment"], role=body.get("role")
+            actor=request.user,
+            request=promotion_request,
+            comment=body["comment"],
+            role=body.get("role"),
+            evidence_sha256=body["evidence_sha256"],
+            override_reason=body["override_reason"],
         )
         return self._answer(promotion_request)
 
@@ -229,7 +238,11 @@ class PromotionRequestViewSet(viewsets.GenericViewSet):
         body = _valid(RejectBody, request.data)
         promotion_request = request_for_user(request.user, pk)
         services.promotion_reject(
-            actor=request.user, request=promotion_request, comment=body["comment"], role=body.get("role")
+            actor=request.user,
+            request=promotion_request,
+            comment=body["comment"],
+            role=body.get("role"),
+            evidence_sha256=body.get("evidence_sha256"),
         )
         return self._answer(promotion_request)
 
@@ -243,7 +256,14 @@ class PromotionRequestViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         request=CommentBody,
-        responses={201: PromotionRequestSerializer, 400: REFUSED[400], 404: REFUSED[404]},
+        responses={
+            201: PromotionRequestSerializer,
+            400: REFUSED[400],
+            403: OpenApiResponse(
+                ErrorSerializer, description="only the model's team and the stage's approvers may comment"
+            ),
+            404: REFUSED[404],
+        },
     )
     @action(detail=True, methods=["post"])
     def comments(self, request, pk):

@@ -7,7 +7,7 @@ def _ensure_default_policy(sender, **kwargs):
 
     from apps.accounts.roles import Role
 
-    from .services import policy_current
+    from .selectors import policy_current
 
     policy_current()
     # Those who answer for decisions read the audit trail.
@@ -30,5 +30,8 @@ class GovernanceConfig(AppConfig):
     def ready(self):
         from apps.registry.signals import evidence_changed
 
+        from . import panels
+
         post_migrate.connect(_ensure_default_policy, sender=self)
         evidence_changed.connect(_evidence_changed)
+        panels.register()  # governance's panels on the registry's model and version pages

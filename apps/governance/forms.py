@@ -25,6 +25,15 @@ class DecisionForm(forms.Form):
 
     comment = forms.CharField(label="Comment", required=False, max_length=10_000, strip=True)
     role = forms.CharField(label="Decide as", required=False, max_length=50)
+    # The evidence the approver was shown: the decision is refused (409) if it has moved since.
+    evidence_sha256 = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
+    override_reason = forms.CharField(
+        label="Override reason",
+        required=False,
+        max_length=10_000,
+        strip=True,
+        help_text="Required to approve while a hard pre-check fails: why approving is right anyway.",
+    )
 
 
 class CommentForm(forms.Form):

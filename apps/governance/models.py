@@ -1,5 +1,7 @@
 """Governance: the promotion policy (versioned data), promotion requests, approvals and their evidence."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -65,6 +67,8 @@ class PromotionRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     expires_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Set while a publication task is enqueued or retrying: the sweep leaves the request alone until then.
+    publish_scheduled_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -97,6 +101,11 @@ class Approval(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
+    # An approval given although hard pre-checks failed: which ones, and the approver's written reason.
+    overridden_checks = models.JSONField(default=list, blank=True)
+    override_reason = models.TextField(blank=True)
+    # Neither the portal nor MLflow knew who created the version: only "not the requester" could be checked.
+    creator_unknown = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -133,7 +142,10 @@ class Notification(models.Model):
     """A mail or webhook call, written in the transaction of the event it tells about (an outbox).
 
     Delivered by a task after the commit; one left undelivered (Redis down, mail server down) is
-    found again by a periodic sweep, so an event is never silently lost.
+    found again by a periodic sweep, so an event is never silently lost. A delivery claims the row first
+    (`claimed_until`, a lease) and sends with `key` as its idempotency key, so a receiver can drop the
+    copy a crash between sending and recording may cause; `next_attempt_at` keeps the sweep from
+    enqueueing it again while a delivery is scheduled or a retry is waiting.
     """
 
     class Channel(models.TextChoices):
@@ -150,6 +162,9 @@ class Notification(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="idempotency key")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -22,6 +22,8 @@ def _link(request) -> str:
 def _approvers(request) -> list[str]:
     users = get_user_model().objects.filter(groups__name__in=request.required_roles, is_active=True)
     users = users.exclude(pk__in=[request.requested_by_id, request.version.created_by_id or 0])
+    if request.version.mlflow_user:  # a version synced from MLflow: its creator is known by name only
+        users = users.exclude(username=request.version.mlflow_user)
     return sorted({user.email for user in users if user.email})
 
 

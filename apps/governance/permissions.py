@@ -3,6 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
+from apps.accounts.roles import roles_of
 from apps.registry.permissions import version_by_id_for_user
 
 from .models import PromotionRequest
@@ -28,3 +29,20 @@ def version_for_promotion(user, pk: int):
     if not can_request_promotion(user, version.model):
         raise PermissionDenied(REQUEST_REFUSED)
     return version
+
+
+COMMENT_REFUSED = (
+    "Only the model's team and the approvers of this request's stage may comment on it; your role reads it."
+)
+
+
+def can_comment(user, request: PromotionRequest) -> bool:
+    """The requester's team (members of the model's team) and holders of a role the request needs.
+
+    Readers of a request (managers, approvers of other stages) follow the discussion without joining it.
+    """
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser or can_request_promotion(user, request.version.model):
+        return True
+    return any(role.value in request.required_roles for role in roles_of(user))

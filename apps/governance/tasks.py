@@ -1,29 +1,38 @@
-"""Celery entry points of governance: publication of approved promotions, expiry, the notification outbox."""
+"""Celery entry points of governance: publication of approved promotions, expiry, the notification outbox.
+
+Every task is safe to run twice (its service claims the work first) and retries a bounded number of
+times; the sweeps resume what an outage left, without piling up copies (a schedule marker per row).
+"""
 
 from celery import shared_task
 
 from apps.registry.gateway import RegistryUnavailable
 
 from . import services
-from .models import Notification, PromotionRequest
+from .models import PromotionRequest
+
+PUBLISH_RETRIES = 6  # 5 s, 10 s ... 160 s: about five minutes, then the sweep takes over
+NOTIFICATION_RETRIES = 8
 
 
-@shared_task(autoretry_for=(RegistryUnavailable,), retry_backoff=5, retry_backoff_max=300, max_retries=None)
-def publish_promotion(request_id: int) -> bool:
-    """Set the MLflow alias of an approved request, retrying until MLflow takes it; then complete it."""
+@shared_task(bind=True, max_retries=PUBLISH_RETRIES)
+def publish_promotion(self, request_id: int) -> bool:
+    """Set the MLflow alias of an approved request, retrying while MLflow is away; then complete it."""
     request = PromotionRequest.objects.select_related("version__model").filter(pk=request_id).first()
-    return request is not None and services.promotion_publish(request=request)
+    if request is None:
+        return False
+    try:
+        return services.promotion_publish(request=request)
+    except RegistryUnavailable as exc:
+        countdown = min(5 * 2**self.request.retries, 300)
+        services.promotion_publish_postpone(request_id=request_id, seconds=countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
 
 
 @shared_task
-def publish_pending_promotions() -> int:
-    """Sweep (beat): approved requests whose publication was never enqueued or has not finished."""
-    pending = PromotionRequest.objects.filter(status=PromotionRequest.Status.PUBLISHING).values_list(
-        "pk", flat=True
-    )
-    for request_id in pending:
-        publish_promotion.delay(request_id)
-    return len(pending)
+def publish_pending_promotions() -> list[int]:
+    """Sweep (beat): approved requests whose publication is not scheduled (lost, or out of retries)."""
+    return services.promotions_publish_schedule()
 
 
 @shared_task
@@ -31,17 +40,16 @@ def expire_promotions() -> int:
     return services.promotions_expire()
 
 
-@shared_task(autoretry_for=(Exception,), retry_backoff=10, retry_backoff_max=600, max_retries=8)
-def deliver_notification(notification_id: int) -> bool:
-    """Send one mail or webhook call of the outbox; failures are recorded on it and retried."""
-    notification = Notification.objects.filter(pk=notification_id, sent_at__isnull=True).first()
-    return notification is not None and services.notification_deliver(notification=notification)
+@shared_task(bind=True, max_retries=NOTIFICATION_RETRIES)
+def deliver_notification(self, notification_id: int) -> bool:
+    """Send one mail or webhook call of the outbox; a failure is recorded on it and retried with backoff."""
+    try:
+        return services.notification_deliver(notification_id=notification_id)
+    except services.DeliveryFailed as failure:
+        raise self.retry(exc=failure, countdown=failure.retry_in) from failure
 
 
 @shared_task
-def deliver_pending_notifications() -> int:
-    """Sweep (beat): notifications whose delivery was never enqueued or ran out of retries for now."""
-    pending = services.notifications_pending()
-    for notification_id in pending:
-        deliver_notification.delay(notification_id)
-    return len(pending)
+def deliver_pending_notifications() -> list[int]:
+    """Sweep (beat): unsent notifications no delivery is scheduled for (lost to an outage, out of retries)."""
+    return services.notifications_schedule_due()

@@ -11,19 +11,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.accounts.roles import roles_of
 from apps.registry import permissions as registry_permissions
 from apps.registry import selectors as registry_selectors
 from apps.registry.cards import METRIC_ORDER
 from apps.registry.models import next_stage
 from apps.registry.selectors import production_version
-from hafnium_portal.errors import DomainError
+from hafnium_portal.errors import Conflict, DomainError
 
 from . import permissions, selectors, services
 from .forms import (
@@ -33,7 +31,7 @@ from .forms import (
     ProductionOnForm,
     PromotionRequestForm,
 )
-from .models import Approval, PromotionRequest
+from .models import PromotionRequest
 from .permissions import request_for_user
 
 PAGE_SIZE = 25
@@ -89,7 +87,7 @@ def request_create(request):
         if target is None:
             status = 400
             error = f"{version} is in {version.get_stage_display()} and cannot be promoted further."
-    policy = services.policy_current()
+    policy = selectors.policy_current()
     context = {
         "version": version,
         "model": version.model,
@@ -98,10 +96,8 @@ def request_create(request):
         "error": error,
         "policy": policy,
         "required_roles": policy.rules.get(target.value, []) if target else [],
-        "prechecks": services.prechecks_for(version, target, policy) if target else [],
-        "open_request": selectors.requests_visible_to(request.user)
-        .filter(version=version, status__in=PromotionRequest.OPEN)
-        .first(),
+        "prechecks": selectors.prechecks_for(version, target, policy) if target else [],
+        "open_request": selectors.open_request_of(request.user, version),
     }
     return render(request, "governance/request_form.html", context, status=status)
 
@@ -118,16 +114,9 @@ def _with_missing_roles(promotions) -> list[PromotionRequest]:
     return rows
 
 
-ACTIVE_APPROVALS = Prefetch(
-    "approvals",
-    queryset=Approval.objects.filter(voided_at__isnull=True).select_related("approver"),
-    to_attr="active_approvals",
-)
-
-
 @login_required
 def inbox(request):
-    promotions = selectors.inbox_for(request.user).prefetch_related(ACTIVE_APPROVALS)
+    promotions = selectors.with_active_approvals(selectors.inbox_for(request.user))
     page = Paginator(promotions, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = _with_missing_roles(page.object_list)
     return render(request, "governance/inbox.html", {"page": page, "rows": rows, "query": ""})
@@ -137,9 +126,7 @@ def inbox(request):
 def my_requests(request):
     form = MyRequestsFilterForm(request.GET)
     status = form.status_filter()
-    promotions = selectors.my_requests(request.user).prefetch_related(ACTIVE_APPROVALS)
-    if status:
-        promotions = promotions.filter(status=status)
+    promotions = selectors.with_active_approvals(selectors.my_requests(request.user, status=status))
     page = Paginator(promotions, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "form": form,
@@ -156,23 +143,26 @@ def my_requests(request):
 
 def _decision_context(user, promotion: PromotionRequest) -> dict:
     """What the decision panel shows: progress per required role, voided approvals, and the viewer's
-    possible actions. Which buttons appear is a convenience; the services decide who may act."""
-    approvals = list(promotion.approvals.select_related("approver"))
+    possible actions, from the same rule the services decide by (`selectors.decision_standing`)."""
+    approvals = selectors.approvals_of(promotion)
     active = {approval.role: approval for approval in approvals if approval.voided_at is None}
-    held = {role.value for role in roles_of(user)}
-    mine = [role for role in promotion.required_roles if role in held]
+    standing = selectors.decision_standing(user, promotion)
     pending = promotion.status == PromotionRequest.Status.PENDING
     viewer_decision = next((a for a in approvals if a.voided_at is None and a.approver_id == user.pk), None)
-    open_roles = [role for role in mine if role not in active]
+    failed_checks = selectors.failed_hard_checks(promotion.prechecks)
     return {
         "promotion": promotion,
         "role_rows": [{"role": role, "approval": active.get(role)} for role in promotion.required_roles],
         "voided": [approval for approval in approvals if approval.voided_at is not None],
         "viewer_decision": viewer_decision,
-        "can_decide": pending and viewer_decision is None and bool(open_roles),
-        "decided_roles": [role for role in mine if role in active] if pending and not open_roles else [],
-        "role_choices": open_roles if len(open_roles) > 1 else [],
+        "can_decide": standing.may_decide,
+        "decided_roles": standing.roles_held
+        if pending and viewer_decision is None and isinstance(standing.refusal, Conflict)
+        else [],
+        "role_choices": standing.roles_open if len(standing.roles_open) > 1 else [],
         "can_withdraw": pending and promotion.requested_by_id == user.pk,
+        "failed_checks": failed_checks,
+        "creator_unknown": standing.creator_unknown,
     }
 
 
@@ -194,8 +184,9 @@ def _detail_context(user, promotion: PromotionRequest) -> dict:
         **_decision_context(user, promotion),
         "production": production,
         "metrics": _compared_metrics(promotion.evidence.get("metrics") or {}, production),
-        "comments": promotion.comments.select_related("author"),
+        "comments": selectors.comments_of(promotion),
         "comment_form": CommentForm(),
+        "can_comment": permissions.can_comment(user, promotion),
     }
 
 
@@ -226,10 +217,18 @@ def _decided(request, promotion: PromotionRequest, action):
     return redirect("governance:request-detail", pk=promotion.pk)
 
 
-def _decision_input(request) -> dict:
+def _decision_input(request, *, approving: bool = False) -> dict:
     form = DecisionForm(request.POST)
     form.is_valid()  # optional text fields: the service judges the values
-    return {"comment": form.cleaned_data.get("comment", ""), "role": form.cleaned_data.get("role") or None}
+    decision = {
+        "comment": form.cleaned_data.get("comment", ""),
+        "role": form.cleaned_data.get("role") or None,
+        # The evidence the page showed; a form without it cannot match (the service answers 409).
+        "evidence_sha256": form.cleaned_data.get("evidence_sha256", ""),
+    }
+    if approving:
+        decision["override_reason"] = form.cleaned_data.get("override_reason", "")
+    return decision
 
 
 @login_required
@@ -239,7 +238,7 @@ def request_approve(request, pk: int):
 
     def approve() -> str:
         approval = services.promotion_approve(
-            actor=request.user, request=promotion, **_decision_input(request)
+            actor=request.user, request=promotion, **_decision_input(request, approving=True)
         )
         done = f"You approved request #{promotion.pk} as {approval.role}."
         if promotion.status != PromotionRequest.Status.PENDING:
@@ -305,11 +304,9 @@ def model_history(request, name: str):
         asked = True
         answer = selectors.production_on(model, form.cleaned_data["date"])
     transitions = registry_selectors.stage_history(model)
-    approvals = Prefetch("approvals", queryset=Approval.objects.select_related("approver"))
-    promotions = (
-        selectors.requests_visible_to(request.user).filter(version__model=model).prefetch_related(approvals)
+    page = Paginator(selectors.requests_of_model(request.user, model), PAGE_SIZE).get_page(
+        request.GET.get("page")
     )
-    page = Paginator(promotions, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "model": model,
         "form": form,

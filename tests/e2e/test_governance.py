@@ -1,5 +1,5 @@
 """Promotion in the browser: request from the version page, decide from the Approvals inbox (htmx, with a
-confirmation dialog), and read the outcome as the requester."""
+confirmation dialog), override a failed pre-check with a reason, and read the outcome as the requester."""
 
 import re
 
@@ -10,6 +10,15 @@ from playwright.sync_api import expect
 from apps.accounts.roles import Role
 from apps.governance.models import PromotionRequest
 from apps.registry.models import ModelVersion, Stage
+from apps.registry.services import model_card_edit
+from tests.governance.conftest import CARD
+
+
+@pytest.fixture
+def fraud_model(fraud_model, data_scientist):
+    """fraud-scorer with a complete model card: its hard pre-checks pass."""
+    model_card_edit(actor=data_scientist, model=fraud_model, **CARD)
+    return fraud_model
 
 
 @pytest.fixture
@@ -86,16 +95,15 @@ def test_lead_approves_a_candidate_requested_from_the_version_page(
 def test_production_needs_model_risk_then_compliance_and_the_requester_may_not_approve(
     page, live_server, log_in, dialogs, fraud_model, data_scientist, model_risk, compliance
 ):
-    # dana also holds Model Risk here, so the Approve button is hers to press: separation of duties refuses.
+    # dana also holds Model Risk here, yet made the request: the panel (the services' rule) offers her
+    # no decision, and her inbox stays empty.
     data_scientist.groups.add(Group.objects.get(name=Role.MODEL_RISK))
     log_in("dana")
     request_promotion(page, live_server, 2, "Production", "Ready: staging soak passed, card complete.")
-    page.get_by_role("button", name="Approve").click()
     panel = page.get_by_test_id("decision-panel")
-    expect(panel.get_by_test_id("decision-error")).to_have_text(
-        "You made this request, so you cannot approve or reject it."
-    )
     expect(panel.get_by_test_id("request-status")).to_have_text("Pending")
+    expect(panel.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(page.get_by_test_id("nav").get_by_test_id("inbox-count")).to_have_count(0)
     log_out(page)
 
     log_in("rita")
@@ -116,7 +124,7 @@ def test_production_needs_model_risk_then_compliance_and_the_requester_may_not_a
         re.compile("^(Approved, publishing|Completed)$")
     )
     expect(panel.locator("[data-role='Compliance']")).to_contain_text("cora")
-    assert len(dialogs) == 3  # every press asked for confirmation, the refused one too
+    assert len(dialogs) == 2  # every press asked for confirmation
     assert ModelVersion.objects.get(model=fraud_model, version=2).stage == Stage.PRODUCTION
 
 
@@ -149,3 +157,33 @@ def test_compliance_rejects_and_the_requester_reads_why(
     expect(compliance_row).to_contain_text("No fairness review for the new channel feature.")
     expect(page.get_by_role("button", name="Withdraw my request")).to_have_count(0)
     assert ModelVersion.objects.get(model=fraud_model, version=2).stage == Stage.STAGING
+
+
+def test_the_lead_overrides_a_failed_precheck_with_a_reason_everyone_reads(
+    page, live_server, log_in, dialogs, fraud_model, data_scientist, ds_lead
+):
+    model_card_edit(actor=data_scientist, model=fraud_model, intended_use="", limitations="")
+    log_in("dana")
+    request_promotion(page, live_server, 4, "Candidate", "Recall is up; the card follows this week.")
+    log_out(page)
+
+    log_in("lee")
+    open_from_inbox(page, 4)
+    panel = page.get_by_test_id("decision-panel")
+    expect(panel.get_by_test_id("failed-checks")).to_contain_text("Model card complete")
+    page.get_by_role("button", name="Approve").click()
+    expect(panel.get_by_test_id("decision-error")).to_contain_text("Pre-checks failed: Model card complete")
+    expect(panel.get_by_test_id("request-status")).to_have_text("Pending")
+    page.get_by_label("Override reason (required: pre-checks failed)").fill("Card review booked for Friday.")
+    page.get_by_role("button", name="Approve").click()
+    expect(panel.get_by_test_id("request-status")).to_have_text(
+        re.compile("^(Approved, publishing|Completed)$")
+    )
+    expect(panel.get_by_test_id("override")).to_contain_text("Card review booked for Friday.")
+    log_out(page)
+
+    log_in("dana")
+    page.goto(f"{live_server.url}/governance/requests/{PromotionRequest.objects.get().pk}/")
+    expect(page.get_by_test_id("override")).to_contain_text(
+        "Overrode failed pre-checks (Model card complete): Card review booked for Friday."
+    )

@@ -74,7 +74,7 @@ ACTIONS = {
     "approve": (
         "post",
         "{pk}/approve/",
-        {"comment": "evidence reviewed"},
+        {"comment": "evidence reviewed", "evidence_sha256": "{sha}"},
         {**DENIED, **DECIDERS, "default": 403},
     ),
     "reject": (
@@ -84,7 +84,13 @@ ACTIONS = {
         {**DENIED, **DECIDERS, "default": 403},
     ),
     "withdraw": ("post", "{pk}/withdraw/", None, {**DENIED, "data_scientist": 200, "default": 403}),
-    "comment": ("post", "{pk}/comments/", {"body": "which holdout?"}, {**DENIED, "default": 201}),
+    # The model's team and the approvers of the request's stage discuss it; other readers do not.
+    "comment": (
+        "post",
+        "{pk}/comments/",
+        {"body": "which holdout?"},
+        {**DENIED, **dict.fromkeys(["ml_engineer", "manager"], 403), "default": 201},
+    ),
 }
 
 
@@ -97,9 +103,16 @@ def call(client, action: str, production_request, fraud_model):
     method, path, body, _ = ACTIONS[action]
     url = URL + path.format(pk=production_request.pk)
     if body is not None:
-        body = {key: value.format(v4=version_of(fraud_model, 4).pk) for key, value in body.items()}
+        values = {"v4": version_of(fraud_model, 4).pk, "sha": production_request.evidence_sha256}
+        body = {key: value.format(**values) for key, value in body.items()}
         body = {key: int(value) if value.isdigit() else value for key, value in body.items()}
     return getattr(client, method)(url, body, format="json") if method == "post" else client.get(url)
+
+
+def approve(client, pk, body: dict):
+    """POST an approval with the evidence hash the request shows now (what the approver reviewed)."""
+    seen = PromotionRequest.objects.filter(pk=pk).values_list("evidence_sha256", flat=True).first()
+    return client.post(f"{URL}{pk}/approve/", {"evidence_sha256": seen or "0" * 64, **body}, format="json")
 
 
 def test_the_matrix_covers_every_action_of_the_api():
@@ -172,7 +185,7 @@ def test_requester_cannot_approve_own_request(as_person, production_request):
     client = as_person("data_scientist")
     before = snapshot()
 
-    response = client.post(f"{URL}{production_request.pk}/approve/", {}, format="json")
+    response = approve(client, production_request.pk, {})
 
     assert response.status_code == 403
     assert response.json() == {"detail": "You made this request, so you cannot approve or reject it."}
@@ -183,7 +196,7 @@ def test_approver_without_the_role_is_refused_naming_the_roles(as_person, produc
     client = as_person("ml_engineer")
     before = snapshot()
 
-    response = client.post(f"{URL}{production_request.pk}/approve/", {}, format="json")
+    response = approve(client, production_request.pk, {})
 
     assert response.status_code == 403
     assert response.json()["detail"] == (
@@ -196,7 +209,7 @@ def test_deciding_in_a_role_one_does_not_hold_is_refused(as_person, production_r
     client = as_person("model_risk")
     before = snapshot()
 
-    response = client.post(f"{URL}{production_request.pk}/approve/", {"role": "Compliance"}, format="json")
+    response = approve(client, production_request.pk, {"role": "Compliance"})
 
     assert response.status_code == 403
     assert response.json() == {"detail": "You cannot decide as Compliance on this request."}
@@ -207,7 +220,7 @@ def test_unknown_role_is_a_bad_field(as_person, production_request):
     client = as_person("model_risk")
     before = snapshot()
 
-    response = client.post(f"{URL}{production_request.pk}/approve/", {"role": "Auditor"}, format="json")
+    response = approve(client, production_request.pk, {"role": "Auditor"})
 
     assert response.status_code == 400
     assert list(response.json()) == ["role"]
@@ -217,7 +230,11 @@ def test_unknown_role_is_a_bad_field(as_person, production_request):
 @pytest.mark.parametrize(
     ("action", "body", "message"),
     [
-        ("approve", {}, "Request #{pk} is withdrawn; it can no longer be decided."),
+        (
+            "approve",
+            {"evidence_sha256": "0" * 64},
+            "Request #{pk} is withdrawn; it can no longer be decided.",
+        ),
         ("reject", {"comment": "too late"}, "Request #{pk} is withdrawn; it can no longer be decided."),
         ("withdraw", None, "Request #{pk} is withdrawn; it cannot be withdrawn."),
     ],
@@ -236,7 +253,7 @@ def test_a_closed_request_is_a_conflict(as_person, production_request, data_scie
 
 def test_one_person_decides_once(as_person, production_request):
     client = as_person("model_risk")
-    assert client.post(f"{URL}{production_request.pk}/approve/", {}, format="json").status_code == 200
+    assert approve(client, production_request.pk, {}).status_code == 200
     before = snapshot()
 
     response = client.post(
@@ -272,7 +289,7 @@ def test_reject_without_a_comment_field_names_the_field(as_person, production_re
 
 
 def test_empty_comment_is_refused_with_the_reason(as_person, production_request):
-    client = as_person("manager")
+    client = as_person("compliance")
     before = snapshot()
 
     response = client.post(f"{URL}{production_request.pk}/comments/", {"body": " "}, format="json")
@@ -283,9 +300,7 @@ def test_empty_comment_is_refused_with_the_reason(as_person, production_request)
 
 
 def test_unknown_request_is_not_found(as_person, production_request):
-    response = as_person("model_risk").post(
-        f"{URL}{production_request.pk + 1000}/approve/", {}, format="json"
-    )
+    response = approve(as_person("model_risk"), production_request.pk + 1000, {})
 
     assert response.status_code == 404
 
@@ -401,11 +416,11 @@ def test_production_flow_through_the_api(as_person, fraud_model):
     )
     assert created.status_code == 201, created.content
     pk = created.json()["id"]
-    risk = as_person("model_risk").post(f"{URL}{pk}/approve/", {"comment": "risk ok"}, format="json")
+    risk = approve(as_person("model_risk"), pk, {"comment": "risk ok"})
     assert risk.status_code == 200
     assert risk.json()["status"] == "pending"
     assert version_of(fraud_model, 2).stage == Stage.STAGING
-    done = as_person("compliance").post(f"{URL}{pk}/approve/", {}, format="json")
+    done = approve(as_person("compliance"), pk, {})
 
     assert done.status_code == 200, done.content
     body = done.json()
@@ -448,10 +463,10 @@ def test_production_flow_through_the_api(as_person, fraud_model):
 
 
 def test_voided_approvals_show_why(as_person, production_request, fraud_model):
-    as_person("model_risk").post(f"{URL}{production_request.pk}/approve/", {}, format="json")
+    approve(as_person("model_risk"), production_request.pk, {})
     ModelVersion.objects.filter(pk=production_request.version_id).update(artifact_sha256="f" * 64)
 
-    refused = as_person("compliance").post(f"{URL}{production_request.pk}/approve/", {}, format="json")
+    refused = approve(as_person("compliance"), production_request.pk, {})
     body = as_person("compliance").get(f"{URL}{production_request.pk}/").json()
 
     assert refused.status_code == 409
@@ -482,7 +497,7 @@ def test_token_authentication_acts_as_its_user(fraud_model, data_scientist, mode
     assert created.json()["requested_by"] == "dana"
     assert [row["id"] for row in client.get(f"{URL}?mine=true").json()["results"]] == [created.json()["id"]]
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=model_risk).key}")
-    assert client.post(f"{URL}{created.json()['id']}/approve/", {}, format="json").status_code == 403
+    assert approve(client, created.json()["id"], {}).status_code == 403
     client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     response = client.get(URL)
     assert response.status_code == 401
@@ -544,7 +559,7 @@ def test_list_filters(as_person, several_requests, person, query, expected):
 def test_inbox_leaves_out_what_the_person_already_decided(as_person, several_requests):
     client = as_person("model_risk")
     pk = several_requests["v2-production"].pk
-    client.post(f"{URL}{pk}/approve/", {}, format="json")
+    approve(client, pk, {})
 
     assert client.get(f"{URL}?inbox=true").json()["results"] == []
     assert [row["id"] for row in as_person("compliance").get(f"{URL}?inbox=true").json()["results"]] == [pk]

@@ -13,6 +13,7 @@ from apps.governance.models import Approval, PromotionPolicy, PromotionRequest
 from apps.registry import gateway
 from apps.registry.models import ModelVersion, Stage, StageTransition
 from apps.registry.services import DomainError, model_card_edit
+from tests.governance.conftest import CARD
 
 pytestmark = pytest.mark.django_db
 Status = PromotionRequest.Status
@@ -38,7 +39,8 @@ def test_default_policy_is_the_governance_table():
     }
 
 
-def test_request_pins_evidence_and_runs_prechecks(fraud_model, data_scientist):
+def test_request_pins_evidence_and_runs_prechecks(incomplete_card, data_scientist):
+    fraud_model = incomplete_card
     request = _request(data_scientist, fraud_model, 4, Stage.CANDIDATE)
     version = _version(fraud_model, 4)
     assert request.status == Status.PENDING
@@ -225,7 +227,7 @@ def test_pending_requests_expire(fraud_model, data_scientist):
 def test_changed_evidence_voids_pending_approvals(fraud_model, data_scientist, model_risk, compliance):
     request = _request(data_scientist, fraud_model, 2, Stage.PRODUCTION)
     approval = services.promotion_approve(actor=model_risk, request=request)
-    model_card_edit(actor=data_scientist, model=fraud_model, intended_use="Score card payments for fraud.")
+    model_card_edit(actor=data_scientist, model=fraud_model, **{**CARD, "intended_use": "Card payments."})
     approval.refresh_from_db()
     assert approval.voided_at is not None
     assert "model_card_sha256" in approval.void_reason
