@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/v1/", include("apps.registry.api_urls")),
     path("api/v1/", include("apps.governance.api_urls")),
     path("api/v1/", include("apps.audit.api_urls")),
+    path("api/v1/", include("apps.serving.api_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
