@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.governance",
     "apps.training",
+    "apps.serving",
 ]
 
 MIDDLEWARE = [
