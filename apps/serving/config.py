@@ -62,6 +62,10 @@ class VersionConfig:
     run_id: str
     source_uri: str
     features: tuple[Feature, ...]
+    signature: dict | None = None
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
 
     @property
     def numeric(self) -> tuple[str, ...]:
@@ -135,6 +139,7 @@ def build() -> dict:
             "run_id": version["run_id"],
             "source_uri": version["source_uri"],
             "features": features,
+            "signature": version["signature"],
         }
         if version["stage"] == "production":
             entry["production"] = version["version"]
@@ -157,6 +162,7 @@ def _parse(version: str, data: dict) -> Snapshot:
                 run_id=spec["run_id"],
                 source_uri=spec["source_uri"],
                 features=tuple(Feature(n, kind, required) for n, kind, required in spec["features"]),
+                signature=spec.get("signature"),
             )
             for number, spec in entry["versions"].items()
         }

@@ -96,30 +96,21 @@ def redis_available() -> bool:
 
 # --- breakers ------------------------------------------------------------------------------------
 
-_breakers: dict[tuple[str, int], object] = {}
 
+def breaker_for(model: ModelConfig, version: int, client: redis.Redis | None, events: list):
+    """The version's breaker for this request; its transitions go to `events` (then to the stream)."""
+    from .breaker import Breaker, breaker_key
 
-def breaker_for(model: ModelConfig, version: int):
-    from .breaker import Breaker
+    def on_transition(key, old, new):
+        events.append({"from_state": old, "to_state": new, "version": version, "reason": ""})
 
-    key = (model.name, version)
-    policy = model.policy
-    breaker = _breakers.get(key)
-    settings_now = (policy["breaker_failures"], policy["breaker_reset_after"])
-    if breaker is None or getattr(breaker, "_hafnium_settings", None) != settings_now:
-        breaker = Breaker(
-            redis_client(),
-            BREAKER_KEY.format(model.name, version),
-            failures=int(policy["breaker_failures"]),
-            reset_after=float(policy["breaker_reset_after"]),
-        )
-        breaker._hafnium_settings = settings_now
-        _breakers[key] = breaker
-    return breaker
-
-
-def reset_breakers() -> None:
-    _breakers.clear()
+    return Breaker(
+        client,
+        breaker_key(model.name, version),
+        failures=int(model.policy["breaker_failures"]),
+        reset_after=float(model.policy["breaker_reset_after"]),
+        on_transition=on_transition,
+    )
 
 
 # --- rules ---------------------------------------------------------------------------------------
@@ -128,14 +119,14 @@ _rules_cache: dict[tuple[int, str], list] = {}
 
 
 def rules_answer(model: ModelConfig, snapshot_version: str, features: dict) -> tuple[float, str]:
-    from .rules import Rule, score_rules
+    from .rules import rules_from_data, score_rules
 
     key = (model.id, snapshot_version)
     rules = _rules_cache.get(key)
     if rules is None:
         if len(_rules_cache) > 256:
             _rules_cache.clear()
-        rules = _rules_cache[key] = [Rule(**rule) for rule in model.rules]
+        rules = _rules_cache[key] = rules_from_data(model.rules)
     score, decision, _ = score_rules(rules, features)
     return float(score), str(decision)
 
@@ -223,7 +214,7 @@ def score(*, model_name: str, body, authorization: str) -> tuple[dict, dict]:
             raise Unavailable(f"No version of {model_name} is in Production.")
         return model.versions[number]
 
-    items, is_batch = parse_batch(body, version_of, settings.SERVING_MAX_BATCH)
+    items, is_batch = parse_batch(body, lambda item: version_of(item).features, settings.SERVING_MAX_BATCH)
     scored = []
     for index, item in enumerate(items):
         hit = cached[index] if index < len(cached) else None
@@ -243,7 +234,7 @@ def score(*, model_name: str, body, authorization: str) -> tuple[dict, dict]:
         if not entry.cached:
             by_version.setdefault(entry.version, []).append(entry)
     for number, group in by_version.items():
-        _score_version(model, snapshot, model.versions[number], group, logs, events, started)
+        _score_version(model, snapshot, model.versions[number], group, logs, events, started, client)
     for entry in scored:
         if entry.cached:
             metrics.REQUESTS.labels(model.name, str(entry.version), "cached").inc()
@@ -255,14 +246,19 @@ def score(*, model_name: str, body, authorization: str) -> tuple[dict, dict]:
 
 
 def _score_version(
-    model: ModelConfig, snapshot: Snapshot, version: VersionConfig, group: list[Scored], logs, events, started
+    model: ModelConfig,
+    snapshot: Snapshot,
+    version: VersionConfig,
+    group: list[Scored],
+    logs: list,
+    events: list,
+    started: float,
+    client,
 ) -> None:
     label = str(version.number)
-    breaker = breaker_for(model, version.number)
+    breaker = breaker_for(model, version.number, client, events)
     state = breaker.allow()
     metrics.BREAKER_STATE.labels(model.name, label).set(metrics.BREAKER_VALUES.get(state, 0))
-    if state == "probe":
-        events.append(("probe", version.number, "one request tries the model again"))
     scores, reason, status = None, "", "ok"
     if state == "open":
         reason = "breaker_open"
@@ -276,20 +272,19 @@ def _score_version(
                 raise RuntimeError(f"the scorer gave {len(scores)} scores for {len(group)} rows")
             scores = [float(s) for s in scores]
             if elapsed_ms > model.policy["latency_budget_ms"] * max(1, len(group) // 100 + 1):
-                _failure(breaker, model, version, state, events, f"{elapsed_ms:.0f} ms over the budget")
+                _failure(breaker, model, version, f"{elapsed_ms:.0f} ms over the budget", events)
             else:
-                _success(breaker, model, version, state, events)
+                _success(breaker, model, version)
         except ScorerLoading:
+            # Not the model's failure: a probe's lease runs out and another request probes.
             reason = "loading"
-            if state == "probe":  # give the probe back: nothing was learnt about the model
-                breaker.record_failure()
         except ScorerLoadFailed as exc:
             reason, status = "load_failed", "error"
-            _failure(breaker, model, version, state, events, str(exc))
+            _failure(breaker, model, version, str(exc), events)
         except Exception as exc:  # the model's own error: counted, answered by the rules
             reason, status = "model_error", "error"
             log.exception("model error in %s v%s", model.name, version.number)
-            _failure(breaker, model, version, state, events, f"{type(exc).__name__}: {exc}")
+            _failure(breaker, model, version, f"{type(exc).__name__}: {exc}", events)
     now = _epoch_ms()
     for index, entry in enumerate(group):
         if scores is not None:
@@ -337,17 +332,16 @@ def _number(value):
     return float(value)
 
 
-def _failure(breaker, model, version, state, events, reason) -> None:
-    just_opened = breaker.record_failure()
-    if just_opened:
-        events.append(("open", version.number, reason))
+def _failure(breaker, model, version, reason: str, events: list) -> None:
+    before = len(events)
+    if breaker.record_failure():
         metrics.BREAKER_STATE.labels(model.name, str(version.number)).set(2)
+    for event in events[before:]:  # the transition says what failed
+        event["reason"] = reason
 
 
-def _success(breaker, model, version, state, events) -> None:
+def _success(breaker, model, version) -> None:
     breaker.record_success()
-    if state == "probe":
-        events.append(("closed", version.number, "the probe succeeded"))
     metrics.BREAKER_STATE.labels(model.name, str(version.number)).set(0)
 
 
@@ -357,13 +351,14 @@ def _write(client, model_name: str, fresh: list[Scored], logs: list[dict], event
     event_entries = [
         {
             "model": model_name,
-            "version": str(version),
-            "to_state": to_state,
-            "reason": reason[:500],
+            "version": str(event["version"]),
+            "from_state": event["from_state"],
+            "to_state": event["to_state"],
+            "reason": (event["reason"] or "the probe succeeded")[:500],
             "at": str(now),
             "host": _host(),
         }
-        for to_state, version, reason in events
+        for event in events
     ]
     if client is None:
         _pending_logs.extend(logs)

@@ -73,12 +73,15 @@ class FallbackRule(models.Model):
         GE = ">="
         EQ = "=="
         NE = "!="
+        IN = "in"
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="fallback_rules")
     order = models.PositiveIntegerField(default=0)
     feature = models.CharField(max_length=100)
     operator = models.CharField(max_length=2, choices=Operator.choices)
-    threshold = models.JSONField(help_text="a number, or a text for == and != on a categorical feature")
+    threshold = models.JSONField(
+        help_text='a number; a text for == and != on a categorical feature; a list for "in"'
+    )
     score = models.FloatField()
     decision = models.CharField(max_length=10, choices=Decision.choices)
     updated_at = models.DateTimeField(auto_now=True)
@@ -90,11 +93,14 @@ class FallbackRule(models.Model):
         return f"{self.model}: if {self.feature} {self.operator} {self.threshold} then {self.decision}"
 
     def clean(self):
-        if not 0.0 <= (self.score if self.score is not None else -1) <= 1.0:
-            raise ValidationError({"score": "a score is between 0 and 1"})
-        numeric = isinstance(self.threshold, int | float) and not isinstance(self.threshold, bool)
-        if not numeric and not (isinstance(self.threshold, str) and self.operator in ("==", "!=")):
-            raise ValidationError({"threshold": "a number (or a text with == and !=)"})
+        from .rules import Rule
+
+        try:
+            Rule(**self.as_dict())
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(str(exc)) from exc
+        if not 0.0 <= self.score <= 1.0:
+            raise ValidationError({"score": "A score is between 0 and 1."})
 
     def as_dict(self) -> dict:
         return {

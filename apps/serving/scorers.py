@@ -29,31 +29,10 @@ class ScorerLoadFailed(Exception):
 
 
 def load_scorer(model_name: str, version: VersionConfig):
-    """The fast scorer of a version (compiled if its parity check passed, else the MLflow pyfunc model)."""
-    try:
-        from .compile import scorer_load
-    except ImportError:  # TEMPORARY until the runtime's compile module is merged
-        return _TemporaryPyfunc(version)
-    return scorer_load(model_name=model_name, version=version.number)
+    """The fast scorer of a version (compiled if its parity check passed, else the MLflow model)."""
+    from .compile import scorer_load
 
-
-class _TemporaryPyfunc:
-    def __init__(self, version: VersionConfig):
-        import mlflow
-        import pandas as pd
-
-        from apps.registry import gateway
-
-        gateway.client()
-        self._model = mlflow.pyfunc.load_model(version.source_uri)
-        self._columns = [feature.name for feature in version.features]
-        self._pd = pd
-
-    def predict_proba(self, rows):
-        import numpy as np
-
-        frame = self._pd.DataFrame(rows, columns=self._columns)
-        return np.asarray(self._model.predict(frame), dtype=float)
+    return scorer_load(version=version)
 
 
 class _Entry:

@@ -270,8 +270,6 @@ def logs_purge(*, retention_days: int) -> int:
 
 # --- breaker events and on-call alerts -----------------------------------------------------------
 
-FROM_STATE = {"open": "closed", "probe": "open", "closed": "probe"}
-
 
 @transaction.atomic
 def breaker_event_record(*, event_id: str, fields: dict) -> BreakerTransition | None:
@@ -286,7 +284,7 @@ def breaker_event_record(*, event_id: str, fields: dict) -> BreakerTransition | 
     transition = BreakerTransition.objects.create(
         model=model,
         version=int(_field(fields, "version")),
-        from_state=FROM_STATE.get(to_state, ""),
+        from_state=_field(fields, "from_state"),
         to_state=to_state,
         reason=_field(fields, "reason"),
         at=_at(_field(fields, "at")),
