@@ -32,7 +32,16 @@ def load_scorer(model_name: str, version: VersionConfig):
     """The fast scorer of a version (compiled if its parity check passed, else the MLflow model)."""
     from .compile import scorer_load
 
-    return scorer_load(version=version)
+    scorer = scorer_load(version=version)
+    # The first call of a fresh scorer is slow (lazy imports, allocations): not the first request's.
+    row = {
+        f.name: ("" if f.kind == "string" else False if f.kind == "boolean" else 0) for f in version.features
+    }
+    try:
+        scorer.predict_proba([row])
+    except Exception as exc:  # a warm-up row the model refuses says nothing about real rows
+        log.info("warm-up call of %s v%s failed: %s", model_name, version.number, exc)
+    return scorer
 
 
 class _Entry:

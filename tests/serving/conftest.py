@@ -1,4 +1,4 @@
-"""Serving fixtures: a real model trained once per run and logged to MLflow, served as a Production version."""
+"""Serving fixtures: a real model trained once per run, logged to MLflow, served as a Production version."""
 
 import json
 import math
@@ -58,6 +58,15 @@ def trained_model(_mlflow_folder) -> TrainedModel:
         signature = gateway.model_signature(logged.model_uri)
     rows = [json_row(row) for row in frame[synthetic.FEATURES].head(200).to_dict("records")]
     return TrainedModel("trained", logged.run_id, logged.model_uri, signature, rows)
+
+
+def config_refresh() -> None:
+    """The config changed in the database without a commit hook (tests run in a transaction): reload it."""
+    client = hotpath.redis_client()
+    keys = list(client.scan_iter("hafnium:serving:config*", count=1000))
+    if keys:
+        client.delete(*keys)
+    config.reset()
 
 
 def serving_reset() -> None:
