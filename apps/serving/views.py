@@ -1,0 +1,46 @@
+"""Pages and probes of serving."""
+
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from . import hotpath
+
+
+@never_cache
+@require_GET
+def inference_health(request):
+    """Liveness and health of an inference process: 200 while it can answer, "degraded" without Redis.
+
+    Without Redis the process still scores (no response cache, per-process breakers, logs held in the
+    process); without the database it scores with the config it has. Both are reported.
+    """
+    checks = {}
+    try:
+        hotpath.redis_client().ping()
+        checks["redis"] = {"ok": True}
+    except Exception as exc:
+        checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = {"ok": True}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    down = [name for name, check in checks.items() if not check["ok"]]
+    body = {
+        "status": "degraded" if down else "ok",
+        "down": down,
+        "checks": checks,
+        "logs_waiting_in_process": len(hotpath._pending_logs),
+    }
+    return JsonResponse(body)
+
+
+def not_found(request, exception=None):
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def server_error(request):
+    return JsonResponse({"detail": "Internal error."}, status=500)
