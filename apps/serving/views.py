@@ -5,7 +5,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import hotpath
+from . import hotpath, warm
 
 
 @never_cache
@@ -34,6 +34,7 @@ def inference_health(request):
         "down": down,
         "checks": checks,
         "logs_waiting_in_process": len(hotpath._pending_logs),
+        "warming": not warm.warmed.is_set(),
     }
     return JsonResponse(body)
 

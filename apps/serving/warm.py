@@ -7,9 +7,12 @@ from django.db import close_old_connections
 
 log = logging.getLogger(__name__)
 
+# Set once this process has loaded (or failed to load) the versions with traffic.
+warmed = threading.Event()
+
 
 def warm() -> int:
-    """Start loading the Production version (and any routed version) of every model; returns how many."""
+    """Load the Production version (and any routed version) of every model; returns how many."""
     from . import config, hotpath, router
     from .scorers import pool
 
@@ -20,6 +23,7 @@ def warm() -> int:
         version, client = None, None
     snapshot = config.current(version, client)
     started = 0
+    futures = []
     for model in snapshot.models.values():
         numbers = {model.production} if model.production is not None else set()
         if client is not None:
@@ -28,8 +32,13 @@ def warm() -> int:
             except Exception as exc:
                 log.warning("no routing table for %s: %s", model.name, exc)
         for number in numbers & set(model.versions):
-            pool.warm(model.name, model.versions[number])
+            futures.append(pool.warm(model.name, model.versions[number]))
             started += 1
+    for future in futures:
+        try:
+            future.result()
+        except Exception as exc:  # the version's breaker counts it when a request needs it
+            log.warning("could not warm a scorer: %s", exc)
     return started
 
 
@@ -39,6 +48,7 @@ def _run():
     except Exception:
         log.exception("warming the scorers failed; they load on first use")
     finally:
+        warmed.set()
         close_old_connections()
 
 

@@ -141,3 +141,7 @@ def scoring_client(client, serving):
 def _fresh_scorers():
     yield
     scorers.pool.clear()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "workers(n): gunicorn workers of the inference_server fixture")

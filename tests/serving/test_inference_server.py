@@ -25,8 +25,10 @@ def server_log() -> str:
 
 
 @pytest.fixture
-def inference_server(serving, settings, tmp_path):
-    """gunicorn serving hafnium_portal.inference_wsgi with two workers on a free port."""
+def inference_server(serving, settings, tmp_path, request):
+    """gunicorn serving hafnium_portal.inference_wsgi on a free port (one worker unless marked)."""
+    marker = request.node.get_closest_marker("workers")
+    workers = str(marker.args[0]) if marker else "1"
     port = embedded_redis.free_port()
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
@@ -45,7 +47,7 @@ def inference_server(serving, settings, tmp_path):
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "python:hafnium_portal.inference_gunicorn",
-             "hafnium_portal.inference_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+             "hafnium_portal.inference_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", workers,
              "--timeout", "300", "--no-control-socket"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -53,7 +55,8 @@ def inference_server(serving, settings, tmp_path):
     deadline = time.monotonic() + 120
     while True:
         try:
-            if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
+            health = requests.get(f"{base}/healthz", timeout=30)
+            if health.status_code == 200 and not health.json()["warming"]:
                 break
         except requests.RequestException:
             pass
@@ -92,23 +95,21 @@ def test_gunicorn_scores_one_and_a_batch_over_http(inference_server, serving):
     assert score(inference_server, serving, serving.item(1), token="0" * 40).status_code == 401
 
 
-def test_the_lean_entry_point_serves_no_portal_pages(inference_server):
+@pytest.mark.workers(2)
+def test_lean_entry_point_and_its_metrics_merged_across_workers(inference_server, serving):
     assert requests.get(f"{inference_server}/admin/", timeout=10).status_code == 404
     assert requests.get(f"{inference_server}/models/", timeout=10).status_code == 404
-    health = requests.get(f"{inference_server}/healthz", timeout=10).json()
-    assert health["status"] == "ok"
+    assert requests.get(f"{inference_server}/healthz", timeout=10).json()["status"] == "ok"
+    for index in range(6):
+        assert score(inference_server, serving, serving.item(index, transaction_id=f"m-{index}")).ok
 
-
-def test_metrics_count_requests_by_model_version_and_outcome(inference_server, serving):
-    for index in range(3):
-        score(inference_server, serving, serving.item(index, transaction_id=f"m-{index}"))
     text = requests.get(f"{inference_server}/metrics", timeout=10).text
     counted = [
         line for line in text.splitlines()
         if line.startswith("hafnium_serving_requests_total") and f'model="{serving.name}"' in line
         and 'outcome="ok"' in line
     ]  # fmt: skip
-    assert counted and float(counted[0].rsplit(" ", 1)[1]) == 3.0
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) == 6.0
     assert "hafnium_serving_request_seconds_bucket" in text
     assert 'le="0.005"' in text and 'le="0.1"' in text
     assert "hafnium_serving_log_backlog" in text
