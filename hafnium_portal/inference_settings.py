@@ -1,4 +1,4 @@
-"""Settings of the inference processes: the portal's, with only the scoring URLs and the hot path's middleware.
+"""Settings of the inference processes: the portal's, with only the scoring URLs and the middleware they need.
 
 The Java backend reaches inference over plain HTTP inside the deployment network (through the load
 balancer), with a scoring client's token; there are no sessions, cookies or pages here.

@@ -16,6 +16,6 @@ if not settings.configured:
     # Not setdefault: importing the hafnium_portal package (its Celery app) already set the portal's.
     os.environ["DJANGO_SETTINGS_MODULE"] = "hafnium_portal.inference_settings"
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.core.wsgi import get_wsgi_application
 
 application = get_wsgi_application()

@@ -45,7 +45,12 @@ ONE_SHOT_SERVICES = {"migrate"}
 # Read by a library, not by settings.py: prometheus_client merges gunicorn's worker metrics through it.
 LIBRARY_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}
 # Read by MLflow and boto3 (the artifact store in MinIO), and by OpenMP in the inference workers.
-LIBRARY_VARIABLES |= {"MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "OMP_NUM_THREADS"}
+LIBRARY_VARIABLES |= {
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "OMP_NUM_THREADS",
+}
 # Read by settings.py for the embedded default only (`make run`, the tests); nothing to set in compose.
 EMBEDDED_ONLY_VARIABLES = {"HAFNIUM_EMBEDDED_REDIS_PORT"}
 

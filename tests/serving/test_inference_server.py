@@ -83,7 +83,9 @@ def score(base, serving, body, token=None):
 
 def test_gunicorn_scores_one_and_a_batch_over_http(inference_server, serving):
     one = score(inference_server, serving, serving.item(0, transaction_id="http-1"))
-    batch = score(inference_server, serving, {"items": [serving.item(i, transaction_id=f"hb-{i}") for i in range(50)]})
+    batch = score(
+        inference_server, serving, {"items": [serving.item(i, transaction_id=f"hb-{i}") for i in range(50)]}
+    )
     retry = score(inference_server, serving, serving.item(0, transaction_id="http-1"))
 
     assert one.status_code == 200, server_log()
@@ -110,7 +112,8 @@ def test_lean_entry_point_and_its_metrics_merged_across_workers(inference_server
     ]  # fmt: skip
     assert sum(counted) == 6.0, text
     assert "hafnium_serving_request_seconds_bucket" in text
-    assert 'le="0.005"' in text and 'le="0.1"' in text
+    assert 'le="0.005"' in text
+    assert 'le="0.1"' in text
     assert "hafnium_serving_log_backlog" in text
 
 
@@ -122,7 +125,9 @@ def test_java_client_scores_one_and_a_batch(inference_server, serving, tmp_path)
     one = tmp_path / "one.json"
     one.write_text(json.dumps(serving.item(0, transaction_id="java-1")))
     batch = tmp_path / "batch.json"
-    batch.write_text(json.dumps({"items": [serving.item(i, transaction_id=f"java-batch-{i}") for i in range(10)]}))
+    batch.write_text(
+        json.dumps({"items": [serving.item(i, transaction_id=f"java-batch-{i}") for i in range(10)]})
+    )
     result = subprocess.run(
         ["java", "-cp", str(tmp_path), "ScoringContract", inference_server, serving.token, serving.name,
          str(one), str(batch), "10"],
