@@ -1,4 +1,4 @@
-"""Prediction logs: Redis stream -> database in batches; a writer killed mid-batch loses and repeats nothing."""
+"""Prediction logs: Redis stream -> database in batches; a writer killed mid-batch loses and repeats none."""
 
 import os
 import signal
