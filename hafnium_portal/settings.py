@@ -99,6 +99,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
                 "apps.governance.context.inbox",
+                "apps.serving.views.open_breakers",
             ],
         },
     },

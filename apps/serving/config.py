@@ -228,6 +228,9 @@ def _load(version: str | None, client: redis.Redis | None) -> Snapshot:
     return _parse(version or "local", build())
 
 
+_bump_failed_logged = False
+
+
 def bump() -> None:
     """After the commit: tell every inference process that the snapshot is out of date."""
 
@@ -237,6 +240,9 @@ def bump() -> None:
         try:
             redis_client().incr(VERSION_KEY)
         except redis.RedisError as exc:  # processes notice within SERVING_CONFIG_MAX_AGE anyway
-            log.warning("could not publish a serving config change: %s", exc)
+            global _bump_failed_logged
+            if not _bump_failed_logged:
+                _bump_failed_logged = True
+                log.warning("could not publish a serving config change (seen within max age): %s", exc)
 
     transaction.on_commit(publish)

@@ -1,7 +1,9 @@
 """Pages and probes of serving."""
 
+from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -45,3 +47,23 @@ def not_found(request, exception=None):
 
 def server_error(request):
     return JsonResponse({"detail": "Internal error."}, status=500)
+
+
+@login_required
+def model_panel(request, name: str):
+    """The "Serving" panel of a model page (loaded by htmx): same visibility as the model page."""
+    from apps.registry import permissions
+
+    from .selectors import serving_summary
+
+    model = permissions.model_for_user(request.user, name)
+    return render(request, "serving/partials/_model_panel.html", {"model": model, **serving_summary(model)})
+
+
+def open_breakers(request):
+    """Context processor: the open-breaker banner of every page, for signed-in users."""
+    if not getattr(request, "user", None) or not request.user.is_authenticated:
+        return {}
+    from .selectors import open_breakers as selected
+
+    return {"open_breakers": selected()}

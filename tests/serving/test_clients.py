@@ -85,3 +85,34 @@ def test_rule_changes_are_validated_and_audited(ml_engineer, fraud_model):
     assert actions == ["serving.rule_added", "serving.rule_changed", "serving.rule_deleted"]
     with pytest.raises(ValidationError):
         rule_save(actor=ml_engineer, rule=decline_rule(fraud_model, "high"))
+
+
+def test_serving_panel_shows_the_answering_version_breakers_and_rules(as_person, fraud_model, ml_engineer):
+    rule_save(actor=ml_engineer, rule=decline_rule(fraud_model, 5000.0))
+    page = as_person("data_scientist").get(f"/models/{fraud_model.name}/")
+    assert b"serving-panel-loader" in page.content
+    panel = as_person("data_scientist").get(f"/serving/models/{fraud_model.name}/panel")
+    assert panel.status_code == 200
+    text = panel.content.decode()
+    assert 'data-testid="serving-answering"' in text
+    assert "v1" in text
+    assert "amount &gt; 5000.0" in text
+
+
+def test_serving_panel_is_hidden_from_other_teams_and_anonymous(as_person, fraud_model):
+    assert (
+        as_person("other_data_scientist").get(f"/serving/models/{fraud_model.name}/panel").status_code == 404
+    )
+    assert as_person("anonymous").get(f"/serving/models/{fraud_model.name}/panel").status_code == 302
+
+
+def test_open_breaker_banner_on_every_page(as_person, fraud_model):
+    from django.utils import timezone
+
+    from apps.serving.models import BreakerTransition
+
+    BreakerTransition.objects.create(model=fraud_model, version=1, from_state="closed", to_state="open",
+                                     reason="5 failures", at=timezone.now(), event_id="1-0")  # fmt: skip
+    page = as_person("manager").get("/")
+    assert b"open-breaker-banner" in page.content
+    assert f"{fraud_model.name} v1".encode() in page.content
