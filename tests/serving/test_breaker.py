@@ -209,3 +209,38 @@ def test_bad_settings_are_refused():
         Breaker(None, "k", failures=0)
     with pytest.raises(ValueError, match="must be > 0"):
         Breaker(None, "k", reset_after=0)
+
+
+def test_redis_killed_and_restarted_the_breaker_goes_local_then_shared_again(key):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from hafnium_portal import embedded_redis
+
+    port = free_port()
+    server = embedded_redis.start_background(port)
+    try:
+        client = redis.Redis(
+            port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
+        breaker = Breaker(client, key, failures=2, redis_retry_after=0.05)
+        assert breaker.record_failure() is False
+        assert breaker.status().shared is True
+        assert breaker.status().failures == 1
+
+        server.kill()
+        server.wait(10)
+        # Redis gone: this process counts on its own (its count starts afresh), and still opens.
+        assert breaker.allow() == "closed"
+        assert breaker.status().shared is False
+        assert breaker.record_failure() is False
+        assert breaker.record_failure() is True
+        assert breaker.allow() == "open"
+
+        server = embedded_redis.start_background(port)  # an empty Redis: the shared state is closed
+        assert _poll(lambda: breaker.status().shared)
+        assert breaker.allow() == "closed"
+        assert breaker.status().failures == 0
+    finally:
+        server.kill()
+        server.wait(10)
