@@ -88,6 +88,9 @@ class CompiledScorer:
     kind = "compiled"
 
     def __init__(self, model, features: list[Feature], model_columns: list[int], *, nthread: int = 1):
+        import treelite.gtil
+
+        self._gtil_predict = treelite.gtil.predict
         self.model = model
         self.features = list(features)
         self.model_columns = list(model_columns)
@@ -123,13 +126,11 @@ class CompiledScorer:
 
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """Fraud probabilities of an encoded matrix (as `encode` returns it: signature order)."""
-        import treelite
-
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.features):
             raise ValueError(f"expected a (rows, {len(self.features)}) matrix, got shape {X.shape}")
         ordered = np.ascontiguousarray(X[:, self._permutation])
-        return treelite.gtil.predict(self.model, ordered, nthread=self.nthread).reshape(len(X))
+        return self._gtil_predict(self.model, ordered, nthread=self.nthread).reshape(len(X))
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if not rows:
