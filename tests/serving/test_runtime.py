@@ -80,6 +80,10 @@ def test_unknown_category_and_missing_values_score_as_the_pipeline_scores_them(t
     np.testing.assert_allclose(scorer.predict_proba(rows), expected, rtol=0, atol=runtime.PARITY_TOLERANCE)
     encoded = scorer.encode(rows)
     assert np.isnan(encoded[:10, FEATURES.index("merchant_category")]).all()
+    # Batches are encoded column by column, small requests row by row: the same matrix.
+    one_by_one = np.vstack([scorer.encode([row]) for row in rows])
+    np.testing.assert_array_equal(one_by_one, encoded)
+    np.testing.assert_array_equal(scorer.predict_proba(rows[:3]), scorer.predict_proba(rows)[:3])
 
 
 def test_predict_matrix_takes_encoded_rows_in_signature_order(trained, scorer):
