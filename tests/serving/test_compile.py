@@ -236,3 +236,18 @@ def test_cache_loads_a_version_once_for_racing_callers():
     assert len(calls) == 1
     assert len(results) == 6
     assert len({id(result) for result in results}) == 1
+
+
+def test_a_model_the_runtime_cannot_compile_is_recorded_and_served_by_itself(version):
+    signature = dict(version.signature)
+    inputs = [column for column in json.loads(signature["inputs"]) if column["name"] != "channel"]
+    ModelVersion.objects.filter(pk=version.pk).update(signature={**signature, "inputs": json.dumps(inputs)})
+    version.refresh_from_db()
+    result = scorer_compile(version=version)
+
+    assert result["status"] == "not_compilable"
+    assert result["passed"] is False
+    assert "the signature lacks: channel" in result["reason"]
+    assert _artifacts(version.run_id) == ["fast_scorer/parity.json"]
+    assert scorer_compile(version=version)["status"] == "exists"
+    assert isinstance(scorer_load(version=version), runtime.PyfuncScorer)
