@@ -141,6 +141,8 @@ class _LocalState:
 
 _local_states: dict[str, _LocalState] = {}
 _local_states_lock = threading.Lock()
+# Per Redis server: until when this process leaves it alone after it failed (time.monotonic()).
+_redis_down_until: dict[tuple, float] = {}
 
 
 def _local_state(key: str) -> _LocalState:
@@ -154,7 +156,9 @@ class Breaker:
     `redis` is a redis-py client created with socket timeouts (a down Redis must cost milliseconds),
     or None for the per-process breaker only. `failures` consecutive failures open it; after
     `reset_after` seconds one probe at a time is allowed; a probe that neither succeeds nor fails
-    within `probe_timeout` seconds loses its lease. `clock` times the per-process breaker.
+    within `probe_timeout` seconds loses its lease. `clock` times the per-process breaker. After Redis
+    fails, this process uses its own breaker for `redis_retry_after` seconds before asking Redis again
+    (build the client without retries, e.g. `retry=Retry(NoBackoff(), 0)`, for the fastest fallback).
     """
 
     def __init__(
@@ -167,6 +171,7 @@ class Breaker:
         probe_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         on_transition: Callable[[str, str, str], None] | None = None,
+        redis_retry_after: float = 1.0,
     ):
         if failures < 1:
             raise ValueError(f"failures must be >= 1, got {failures!r}")
@@ -179,6 +184,7 @@ class Breaker:
         self.probe_timeout = float(probe_timeout)
         self.clock = clock
         self.on_transition = on_transition
+        self.redis_retry_after = redis_retry_after
         self._state_key = KEY_PREFIX + key
         self._probe_key = KEY_PREFIX + key + ":probe"
         # The probe token and the last failure count seen, per thread (one Breaker may serve threads).
@@ -257,11 +263,25 @@ class Breaker:
             return None
         from redis.exceptions import RedisError
 
+        server = self._server()
+        if time.monotonic() < _redis_down_until.get(server, 0.0):
+            return None
         try:
             return self._scripts[script](keys=[self._state_key, self._probe_key], args=args)
         except RedisError as exc:
-            log.warning("breaker %s: Redis failed (%s); using the per-process breaker", self.key, exc)
+            # A client's retries can cost seconds against a dead server: not on every request.
+            _redis_down_until[server] = time.monotonic() + self.redis_retry_after
+            log.warning(
+                "breaker %s: Redis failed (%s); per-process breaker for %gs",
+                self.key,
+                exc,
+                self.redis_retry_after,
+            )
             return None
+
+    def _server(self) -> tuple:
+        kwargs = getattr(getattr(self.redis, "connection_pool", None), "connection_kwargs", {})
+        return (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db"))
 
     def _take_token(self) -> str | None:
         token = getattr(self._thread, "token", None)

@@ -29,6 +29,8 @@ MODEL_FILE = "model.treelite"
 SPEC_FILE = "scorer.json"
 # Signature types (MLflow's names) that carry numbers; anything else is a category.
 NUMERIC_TYPES = frozenset({"double", "float", "long", "integer", "boolean"})
+# Up to this many rows, encoding row by row beats column by column (measured on the demo pipeline).
+ROW_WISE_ENCODING = 16
 
 
 class NotCompilable(ValueError):
@@ -88,6 +90,9 @@ class CompiledScorer:
     kind = "compiled"
 
     def __init__(self, model, features: list[Feature], model_columns: list[int], *, nthread: int = 1):
+        import treelite.gtil
+
+        self._gtil_predict = treelite.gtil.predict
         self.model = model
         self.features = list(features)
         self.model_columns = list(model_columns)
@@ -107,29 +112,41 @@ class CompiledScorer:
         An absent or None value is NaN too (the trees route it as missing), as in the pipeline. The
         scoring API rejects those before they get here; the runtime does not second-guess it.
         """
-        matrix = np.empty((len(rows), len(self.features)), dtype=np.float64)
-        for i, row in enumerate(rows):
-            out = matrix[i]
-            for j, feature in enumerate(self.features):
-                value = row.get(feature.name)
-                codes = self._codes[j]
-                if codes is not None:
-                    out[j] = codes.get(value, math.nan) if isinstance(value, str) else math.nan
-                elif value is None:
-                    out[j] = math.nan
-                else:
-                    out[j] = value
-        return matrix
+        if len(rows) <= ROW_WISE_ENCODING:
+            return np.array([self._encode_row(row) for row in rows], dtype=np.float64).reshape(
+                len(rows), len(self.features)
+            )
+        # Column by column for batches: one C loop (fromiter) per feature instead of one per value.
+        count, nan = len(rows), math.nan
+        columns = []
+        for feature, codes in zip(self.features, self._codes, strict=True):
+            name = feature.name
+            if codes is None:
+                values = (nan if (value := row.get(name)) is None else value for row in rows)
+            else:
+                values = (
+                    codes.get(value, nan) if isinstance(value := row.get(name), str) else nan for row in rows
+                )
+            columns.append(np.fromiter(values, dtype=np.float64, count=count))
+        return np.column_stack(columns)
+
+    def _encode_row(self, row: dict[str, Any]) -> list[float]:
+        line = []
+        for feature, codes in zip(self.features, self._codes, strict=True):
+            value = row.get(feature.name)
+            if codes is not None:
+                line.append(codes.get(value, math.nan) if isinstance(value, str) else math.nan)
+            else:
+                line.append(math.nan if value is None else value)
+        return line
 
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """Fraud probabilities of an encoded matrix (as `encode` returns it: signature order)."""
-        import treelite
-
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.features):
             raise ValueError(f"expected a (rows, {len(self.features)}) matrix, got shape {X.shape}")
         ordered = np.ascontiguousarray(X[:, self._permutation])
-        return treelite.gtil.predict(self.model, ordered, nthread=self.nthread).reshape(len(X))
+        return self._gtil_predict(self.model, ordered, nthread=self.nthread).reshape(len(X))
 
     def predict_proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if not rows:

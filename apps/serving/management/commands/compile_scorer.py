@@ -14,6 +14,10 @@ class Command(BaseCommand):
         "Compile a registered version's fast scorer, check parity on its holdout, log it to its MLflow run."
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # `--version` is the version number here, not Django's --version (which prints Django's).
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--model", required=True, help="registered model name")
         parser.add_argument("--version", required=True, type=int, help="version number")
