@@ -59,12 +59,15 @@ def main() -> None:
         matrix = np.array(list(window.values_list("numeric_features", flat=True)), dtype=np.float64)
         orm = time.perf_counter() - started
         started = time.perf_counter()
-        raw = connection.connection
-        with raw.cursor(binary=True) as cursor:
+        import psycopg
+
+        with psycopg.connect(**connection.get_connection_params()) as raw, raw.cursor() as cursor:
             cursor.execute(
-                "SELECT numeric_features FROM serving_predictionlog WHERE model_id = %s", [model.pk]
+                "SELECT numeric_features FROM serving_predictionlog WHERE model_id = %s",
+                [model.pk],
+                binary=True,
             )
-            binary = np.array([row[0] for row in cursor], dtype=np.float64)
+            binary = np.array(cursor.fetchall(), dtype=np.float64)[:, 0, :]
         direct = time.perf_counter() - started
         assert matrix.shape == binary.shape == (args.rows, 10)
         print(f"ORM values_list -> numpy: {orm:.2f} s;  psycopg binary -> numpy: {direct:.2f} s")

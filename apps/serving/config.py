@@ -152,6 +152,19 @@ def build() -> dict:
     return {"clients": clients, "models": models}
 
 
+def _rules(model_name: str, data: list[dict]) -> tuple:
+    """The model's fallback rules, ready to evaluate; one that does not parse is left out (and logged)."""
+    from .rules import Rule
+
+    rules = []
+    for index, rule in enumerate(data):
+        try:
+            rules.append(Rule.from_dict(rule))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("fallback rule %d of %s is unusable, left out: %s", index, model_name, exc)
+    return tuple(rules)
+
+
 def _parse(version: str, data: dict) -> Snapshot:
     models = {}
     for name, entry in data["models"].items():
@@ -172,7 +185,7 @@ def _parse(version: str, data: dict) -> Snapshot:
             production=entry["production"],
             versions=versions,
             policy=entry["policy"],
-            rules=tuple(entry["rules"]),
+            rules=_rules(name, entry["rules"]),
         )
     clients = {digest: Client(**client) for digest, client in data["clients"].items()}
     return Snapshot(version=version, clients=clients, models=models, loaded_at=time.monotonic())

@@ -115,19 +115,10 @@ def breaker_for(model: ModelConfig, version: int, client: redis.Redis | None, ev
 
 # --- rules ---------------------------------------------------------------------------------------
 
-_rules_cache: dict[tuple[int, str], list] = {}
+def rules_answer(model: ModelConfig, features: dict) -> tuple[float, str]:
+    from .rules import score_rules
 
-
-def rules_answer(model: ModelConfig, snapshot_version: str, features: dict) -> tuple[float, str]:
-    from .rules import rules_from_data, score_rules
-
-    key = (model.id, snapshot_version)
-    rules = _rules_cache.get(key)
-    if rules is None:
-        if len(_rules_cache) > 256:
-            _rules_cache.clear()
-        rules = _rules_cache[key] = rules_from_data(model.rules)
-    score, decision, _ = score_rules(rules, features)
+    score, decision, _ = score_rules(model.rules, features)
     return float(score), str(decision)
 
 
@@ -292,7 +283,7 @@ def _score_version(
             decision = decision_for(value, model.policy["review_at"], model.policy["decline_at"])
             fallback = False
         else:
-            value, decision = rules_answer(model, snapshot.version, entry.item["features"])
+            value, decision = rules_answer(model, entry.item["features"])
             fallback = True
             metrics.FALLBACKS.labels(model.name, label, reason).inc()
         outcome = "error" if status == "error" else ("fallback" if fallback else "ok")

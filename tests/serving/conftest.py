@@ -12,6 +12,7 @@ from apps.registry import gateway
 from apps.registry.models import ModelVersion, Stage
 from apps.registry.services import model_ensure, version_mirror
 from apps.serving import config, hotpath, scorers
+from apps.serving.models import ServingPolicy
 from apps.serving.services import scoring_client_create
 from apps.training import pipeline, synthetic
 
@@ -96,6 +97,9 @@ def serving(mlflow_store, trained_model, unique_name, team, settings):
     )
     version, _ = version_mirror(model=model, remote=remote, signature=trained_model.signature)
     ModelVersion.objects.filter(pk=version.pk).update(stage=Stage.PRODUCTION)
+    # A shared, busy test machine makes some calls slow: over the default 100 ms budget they would
+    # count as failures and open the breaker. The budget has its own test.
+    ServingPolicy.objects.create(model=model, version=1, latency_budget_ms=60_000)
     _, token = scoring_client_create(actor=None, name="java-backend")
     serving_reset()
     yield Served(model=model, token=token, rows=trained_model.rows)

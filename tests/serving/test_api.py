@@ -43,11 +43,15 @@ def test_a_batch_is_answered_in_order_with_the_scores_of_single_requests(serving
 
 
 def test_decision_follows_the_models_thresholds(serving, scoring_client, ml_engineer):
-    policy_publish(actor=ml_engineer, model=serving.model, review_at=0.0, decline_at=1.0)
+    policy_publish(
+        actor=ml_engineer, model=serving.model, review_at=0.0, decline_at=1.0, latency_budget_ms=60_000
+    )
     serving_reset()
     assert scoring_client(serving.item(0)).json()["decision"] == "review"
 
-    policy_publish(actor=ml_engineer, model=serving.model, review_at=0.0, decline_at=0.0)
+    policy_publish(
+        actor=ml_engineer, model=serving.model, review_at=0.0, decline_at=0.0, latency_budget_ms=60_000
+    )
     serving_reset()
     assert scoring_client(serving.item(1)).json()["decision"] == "decline"
     assert AuditEvent.objects.filter(action="serving.policy_published").count() == 2

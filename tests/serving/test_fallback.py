@@ -97,3 +97,17 @@ def test_scoring_goes_on_when_redis_stops(serving, scoring_client, settings):
         settings.REDIS_URL = shared_redis
         hotpath.reset_redis()
         hotpath._pending_logs.clear()
+
+
+def test_an_answer_over_the_latency_budget_counts_as_a_failure(serving, scoring_client, ml_engineer):
+    # 1 ms: far below what the MLflow pipeline takes on one row (about 12 ms here).
+    policy_publish(actor=ml_engineer, model=serving.model, review_at=0.5, decline_at=0.9,
+                   breaker_failures=1, breaker_reset_after=3600, latency_budget_ms=1.0)  # fmt: skip
+    config_refresh()
+    slow = scoring_client(serving.item(0, transaction_id="slow-1")).json()
+    after = scoring_client(serving.item(1, transaction_id="slow-2")).json()
+
+    assert slow["fallback"] is False, "the slow answer itself is the model's"
+    assert after["fallback"] is True, "then the breaker is open"
+    drain_events()
+    assert "over the budget" in BreakerTransition.objects.get(model=serving.model, to_state="open").reason
