@@ -58,10 +58,12 @@ def main() -> None:
         started = time.perf_counter()
         matrix = np.array(list(window.values_list("numeric_features", flat=True)), dtype=np.float64)
         orm = time.perf_counter() - started
+        print(f"ORM values_list -> numpy: {orm:.2f} s", flush=True)
         started = time.perf_counter()
         import psycopg
 
-        with psycopg.connect(**connection.get_connection_params()) as raw, raw.cursor() as cursor:
+        params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+        with psycopg.connect(**params) as raw, raw.cursor() as cursor:
             cursor.execute(
                 "SELECT numeric_features FROM serving_predictionlog WHERE model_id = %s",
                 [model.pk],
@@ -70,7 +72,7 @@ def main() -> None:
             binary = np.array(cursor.fetchall(), dtype=np.float64)[:, 0, :]
         direct = time.perf_counter() - started
         assert matrix.shape == binary.shape == (args.rows, 10)
-        print(f"ORM values_list -> numpy: {orm:.2f} s;  psycopg binary -> numpy: {direct:.2f} s")
+        print(f"psycopg binary -> numpy: {direct:.2f} s")
     finally:
         PredictionLog.objects.filter(model=model).delete()
         model.delete()

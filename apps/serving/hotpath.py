@@ -115,6 +115,7 @@ def breaker_for(model: ModelConfig, version: int, client: redis.Redis | None, ev
 
 # --- rules ---------------------------------------------------------------------------------------
 
+
 def rules_answer(model: ModelConfig, features: dict) -> tuple[float, str]:
     from .rules import score_rules
 
