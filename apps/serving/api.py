@@ -224,7 +224,7 @@ class FeedbackView(APIView):
         if refused is not None:
             return refused
         try:
-            snapshot = hotpath.config.current(None, hotpath.redis_client())
+            snapshot = hotpath.config_now()
             client = hotpath.authenticate(snapshot, request.META.get("HTTP_AUTHORIZATION", ""))
         except hotpath.Unauthenticated as exc:
             response = _error(401, {"detail": str(exc)})

@@ -168,6 +168,19 @@ def _transaction_ids(body) -> list[str]:
     return [c if isinstance(c, str) and c and "\x00" not in c and len(c) <= 200 else "" for c in candidates]
 
 
+def config_now() -> Snapshot:
+    """The config snapshot, checked against Redis' version (one GET), for paths off the scoring hot path."""
+    client = _redis_or_none()
+    version = None
+    if client is not None:
+        try:
+            version = client.get(config.VERSION_KEY)
+        except redis.RedisError as exc:
+            _redis_failed(exc)
+            client = None
+    return config.current(version, client)
+
+
 def authenticate(snapshot: Snapshot, authorization: str):
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "token" or not key.strip():
