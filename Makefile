@@ -27,8 +27,9 @@ run: $(VENV)/.run-installed
 	python manage.py init_mlflow_store
 	python manage.py seed_demo
 	# The embedded Redis runs only when no REDIS_URL names another one.
-	processes="web worker heartbeat beat"; [ -n "$${REDIS_URL:-}" ] || processes="redis $$processes"
+	processes="web worker heartbeat beat inference logwriter traffic"; [ -n "$${REDIS_URL:-}" ] || processes="redis $$processes"
 	echo "Hafnium Portal on http://127.0.0.1:8000 (Ctrl-C stops everything)"
+	echo "Scoring API on http://127.0.0.1:$${HAFNIUM_INFERENCE_PORT:-8001} (token in var/scoring-token.txt)"
 	exec honcho --procfile Procfile start $$processes
 
 test: $(VENV)/.dev-installed

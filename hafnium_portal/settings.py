@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.governance",
     "apps.training",
+    "apps.serving",
 ]
 
 MIDDLEWARE = [
@@ -99,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
                 "apps.governance.context.inbox",
+                "apps.serving.views.open_breakers",
             ],
         },
     },
@@ -258,6 +260,31 @@ if GOVERNANCE_WEBHOOK_URL and not GOVERNANCE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("GOVERNANCE_WEBHOOK_URL is set: GOVERNANCE_WEBHOOK_SECRET must be set too.")
 # --- governance: notification retries (first retry after this many seconds, doubling, at most 600) ---
 GOVERNANCE_NOTIFICATION_RETRY_SECONDS = env.float("GOVERNANCE_NOTIFICATION_RETRY_SECONDS", default=10.0)
+
+# --- serving (apps/serving: the scoring API and its inference processes) -----------------------
+
+# How long the answer to a transaction id is kept, so a retry gets the same score and is logged once.
+SERVING_RESPONSE_TTL = env.int("SERVING_RESPONSE_TTL", default=24 * 60 * 60)
+# Transactions per batch request, and the largest body accepted (bytes).
+SERVING_MAX_BATCH = env.int("SERVING_MAX_BATCH", default=1000)
+SERVING_MAX_BODY_BYTES = env.int("SERVING_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2621440, SERVING_MAX_BODY_BYTES)
+# Seconds a Redis call of the hot path may take before the request goes on without Redis.
+SERVING_REDIS_TIMEOUT = env.float("SERVING_REDIS_TIMEOUT", default=0.25)
+# Longest a process keeps its copy of clients, thresholds, rules and versions without checking.
+SERVING_CONFIG_MAX_AGE = env.float("SERVING_CONFIG_MAX_AGE", default=60.0)
+# Model loading: a request waits this long for a version still loading (then the rules answer);
+# a failed load is tried again after SERVING_LOAD_RETRY seconds; a process keeps this many versions.
+SERVING_LOAD_WAIT = env.float("SERVING_LOAD_WAIT", default=1.0)
+SERVING_LOAD_RETRY = env.float("SERVING_LOAD_RETRY", default=30.0)
+SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
+# The prediction log stream is capped at about this many entries (oldest dropped if the writer stops).
+SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
+# Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
+SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
+# Who is mailed when a model's circuit breaker opens (comma-separated); the governance webhook is
+# called too, signed the same way.
+SERVING_ONCALL_EMAILS = env.list("SERVING_ONCALL_EMAILS", default=[])
 
 # --- auth --------------------------------------------------------------------------------------
 

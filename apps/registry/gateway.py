@@ -389,3 +389,42 @@ def log_failed_run(*, run_name: str, params: dict, metrics: dict[str, float], re
 def log_text(run_id: str, path: str, content: str) -> None:
     with _translated_errors():
         client().log_text(run_id, content, path)
+
+
+# --- the serving runtime's artifacts ---------------------------------------------------------------
+
+
+def load_sklearn_model(model_uri: str):
+    """The logged sklearn model itself (the pipeline), for compiling and for the pyfunc scorer."""
+    import mlflow.sklearn
+
+    with _translated_errors():
+        return mlflow.sklearn.load_model(model_uri)
+
+
+def run_artifact_exists(run_id: str, path: str) -> bool:
+    """Whether the run has an artifact at `path` ("fast_scorer/parity.json")."""
+    folder, _, _ = path.rpartition("/")
+    with _translated_errors():
+        listed = client().list_artifacts(run_id, folder or None)
+    return path in {artifact.path for artifact in listed}
+
+
+def download_run_artifacts(run_id: str, path: str, dst_path: str | Path) -> Path:
+    """Download the run's artifact (file or folder) at `path` into dst_path; the local path."""
+    import mlflow
+
+    with _translated_errors():
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id,
+            artifact_path=path,
+            dst_path=str(dst_path),
+            tracking_uri=settings.MLFLOW_TRACKING_URI,
+        )
+    return Path(local)
+
+
+def log_run_artifacts(run_id: str, local_dir: str | Path, artifact_path: str) -> None:
+    """Add a local folder's files to a finished run, under artifact_path."""
+    with _translated_errors():
+        client().log_artifacts(run_id, str(local_dir), artifact_path)

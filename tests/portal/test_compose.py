@@ -39,10 +39,19 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_FILE = ROOT / "hafnium_portal" / "settings.py"
 
 REQUIRED_SERVICES = {"postgres", "redis", "mlflow", "web", "worker", "worker-heartbeat", "beat", "prometheus"}
+# The scoring API: inference replicas behind a load balancer, the log writer, and MinIO as the model store.
+REQUIRED_SERVICES |= {"inference", "inference-lb", "logwriter", "minio"}
 PROCFILE = ROOT / "Procfile"
 ONE_SHOT_SERVICES = {"migrate"}
 # Read by a library, not by settings.py: prometheus_client merges gunicorn's worker metrics through it.
 LIBRARY_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}
+# Read by MLflow and boto3 (the artifact store in MinIO), and by OpenMP in the inference workers.
+LIBRARY_VARIABLES |= {
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "OMP_NUM_THREADS",
+}
 # Read by settings.py for the embedded default only (`make run`, the tests); nothing to set in compose.
 EMBEDDED_ONLY_VARIABLES = {"HAFNIUM_EMBEDDED_REDIS_PORT"}
 
@@ -595,3 +604,42 @@ def test_beat_healthcheck_follows_beat_sending_the_heartbeat(transactional_db):
     assert sent_recently.returncode == 0, sent_recently.stderr.decode()
     heartbeat.update(last_run_at=timezone.now() - timedelta(hours=1))
     assert run_beat_healthcheck(snippet).returncode == 1, "beat that stopped sending"
+
+
+# --- inference (the scoring API) ------------------------------------------------------------------
+
+
+def test_inference_runs_the_lean_entry_point_behind_the_load_balancer():
+    inference, balancer = services()["inference"], services()["inference-lb"]
+    argv = argv_of(inference["command"])
+    assert argv[0] == "gunicorn"
+    assert "hafnium_portal.inference_wsgi:application" in argv
+    port = argv[argv.index("--bind") + 1].rpartition(":")[2]
+    assert int(str(inference["deploy"]["replicas"]).split(":-")[-1].rstrip("}")) >= 2
+    config = next(
+        (ROOT / str(volume).partition(":")[0]).read_text()
+        for volume in balancer["volumes"]
+        if "/etc/nginx/" in str(volume)
+    )
+    assert f"server inference:{port}" in config
+    assert balancer["image"].startswith("nginx:")
+    allowed = uninterpolated(environment(inference)["DJANGO_ALLOWED_HOSTS"]).split(",")
+    assert {"inference-lb", "inference"} <= set(allowed)
+    assert f"http://localhost:{port}/healthz" in python_snippet(inference)
+
+
+def test_prometheus_scrapes_every_inference_replica():
+    jobs = {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}
+    inference = jobs["hafnium-inference"]
+    argv = argv_of(services()["inference"]["command"])
+    port = int(argv[argv.index("--bind") + 1].rpartition(":")[2])
+    assert inference["dns_sd_configs"] == [{"names": ["inference"], "type": "A", "port": port}]
+    assert resolve(inference["metrics_path"]).func is health.metrics
+
+
+def test_mlflow_keeps_its_artifacts_in_minio():
+    argv = argv_of(services()["mlflow"]["command"])
+    assert argv[argv.index("--artifacts-destination") + 1].startswith("s3://")
+    endpoint = urlsplit(environment(services()["mlflow"])["MLFLOW_S3_ENDPOINT_URL"])
+    assert endpoint.hostname in services()
+    assert services()["mlflow"]["depends_on"]["minio"]["condition"] == "service_healthy"

@@ -1,4 +1,7 @@
+import io
+
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from apps.accounts.services import DEMO_TEAM, demo_users_ensure
@@ -32,3 +35,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo model: {', '.join(f'v{v.version} {v.get_stage_display()}' for v in versions)}"
         )
+        # The Java backend's stand-in: a scoring client whose token the demo traffic and curl use.
+        token_file = settings.VAR_DIR / "scoring-token.txt"
+        out = io.StringIO()
+        call_command("create_scoring_client", "java-backend", stdout=out)
+        token_file.write_text(out.getvalue().strip() + "\n")
+        token_file.chmod(0o600)
+        self.stdout.write(f"Scoring client java-backend: its token is in {token_file}.")

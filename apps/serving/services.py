@@ -1,0 +1,369 @@
+"""Serving's actions: scoring clients, serving policies, fallback rules, labels, logs, breaker events."""
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from apps.accounts.roles import Role, roles_of
+from apps.audit.services import audit_record
+from apps.registry.models import RegisteredModel
+from hafnium_portal.errors import Conflict, DomainError
+
+from . import config
+from .models import (
+    SCORING_CLIENT_GROUP,
+    BreakerTransition,
+    Decision,
+    FallbackRule,
+    Feedback,
+    PredictionLog,
+    ServingAlert,
+    ServingPolicy,
+)
+
+log = logging.getLogger(__name__)
+
+# --- scoring clients -----------------------------------------------------------------------------
+
+
+def scoring_group() -> Group:
+    """The "Scoring client" group, holding the `serving.score` permission and nothing else."""
+    group, _ = Group.objects.get_or_create(name=SCORING_CLIENT_GROUP)
+    permission = Permission.objects.get(content_type__app_label="serving", codename="score")
+    group.permissions.set([permission])
+    return group
+
+
+@transaction.atomic
+def scoring_client_create(*, actor, name: str) -> tuple[object, str]:
+    """A service account allowed to score (and nothing else), with its API token; idempotent by name.
+
+    Returns (user, token key). An existing client keeps its token.
+    """
+    if not name or len(name) > 150 or "\x00" in name or not name.replace("-", "").replace("_", "").isalnum():
+        raise DomainError("A scoring client's name is letters, digits, '-' and '_' (at most 150).")
+    User = get_user_model()
+    user = User.objects.filter(username=name).first()
+    if user is not None and (user.is_staff or user.is_superuser or user.has_usable_password()):
+        raise Conflict(f"{name} is a person's account, not a scoring client.")
+    created = user is None
+    if created:
+        user = User.objects.create_user(username=name, email="")  # no password: it cannot sign in
+    user.groups.add(scoring_group())
+    token, _ = Token.objects.get_or_create(user=user)
+    if created:
+        audit_record(actor=actor, action="serving.client_created", obj=user, after={"name": name})
+    config.bump()
+    return user, token.key
+
+
+@transaction.atomic
+def scoring_client_rotate(*, actor, name: str) -> str:
+    """A new token for the client; the old one stops working at once (in every process)."""
+    user = get_user_model().objects.filter(username=name, groups__name=SCORING_CLIENT_GROUP).first()
+    if user is None:
+        raise DomainError(f"No scoring client named {name}.")
+    Token.objects.filter(user=user).delete()
+    token = Token.objects.create(user=user)
+    audit_record(actor=actor, action="serving.client_token_rotated", obj=user)
+    config.bump()
+    return token.key
+
+
+# --- serving policy (thresholds, breaker) --------------------------------------------------------
+
+
+def can_edit_serving(actor) -> bool:
+    return actor is not None and (actor.is_superuser or Role.ML_ENGINEER in roles_of(actor))
+
+
+def policy_current(model: RegisteredModel) -> ServingPolicy:
+    """The policy in force (an unsaved default one if the model has none yet)."""
+    return ServingPolicy.objects.filter(model=model).first() or ServingPolicy(
+        model=model, version=0, **config.DEFAULT_POLICY
+    )
+
+
+def policy_validate(
+    *, review_at: float, decline_at: float, breaker_failures: int, breaker_reset_after: float,
+    latency_budget_ms: float,
+) -> None:  # fmt: skip
+    if not 0.0 <= review_at <= decline_at <= 1.0:
+        raise DomainError("Thresholds must satisfy 0 <= review_at <= decline_at <= 1.")
+    if not 1 <= breaker_failures <= 1000:
+        raise DomainError("breaker_failures must be between 1 and 1000.")
+    if not 1.0 <= breaker_reset_after <= 3600.0:
+        raise DomainError("breaker_reset_after must be between 1 and 3600 seconds.")
+    if not 1.0 <= latency_budget_ms <= 60_000.0:
+        raise DomainError("latency_budget_ms must be between 1 and 60000.")
+
+
+@transaction.atomic
+def policy_publish(
+    *,
+    actor,
+    model: RegisteredModel,
+    review_at: float,
+    decline_at: float,
+    breaker_failures: int = 5,
+    breaker_reset_after: float = 30.0,
+    latency_budget_ms: float = 100.0,
+    note: str = "",
+) -> ServingPolicy:
+    """A new version of the model's serving policy (ML Engineers and admins). Earlier versions stay."""
+    if not can_edit_serving(actor):
+        raise PermissionDenied("Only an ML Engineer may change a model's serving policy.")
+    values = {
+        "review_at": float(review_at),
+        "decline_at": float(decline_at),
+        "breaker_failures": int(breaker_failures),
+        "breaker_reset_after": float(breaker_reset_after),
+        "latency_budget_ms": float(latency_budget_ms),
+    }
+    policy_validate(**values)
+    RegisteredModel.objects.select_for_update().get(pk=model.pk)  # one new version at a time
+    previous = policy_current(model)
+    policy = ServingPolicy.objects.create(
+        model=model, version=previous.version + 1, note=note, created_by=actor, **values
+    )
+    audit_record(
+        actor=actor,
+        action="serving.policy_published",
+        obj=policy,
+        before={"version": previous.version, **{key: getattr(previous, key) for key in values}},
+        after={"version": policy.version, **values, "note": note},
+    )
+    config.bump()
+    return policy
+
+
+# --- fallback rules ------------------------------------------------------------------------------
+
+RULE_FIELDS = ["order", "feature", "operator", "threshold", "score", "decision"]
+
+
+@transaction.atomic
+def rule_save(*, actor, rule: FallbackRule) -> FallbackRule:
+    """Create or change a rule of the rules-only scorer (audited with its before and after)."""
+    if not can_edit_serving(actor):
+        raise PermissionDenied("Only an ML Engineer may change the fallback rules.")
+    rule.full_clean()
+    if rule.decision not in Decision.values:
+        raise DomainError(f"Unknown decision {rule.decision!r}.")
+    before = None
+    if rule.pk:
+        old = FallbackRule.objects.select_for_update().get(pk=rule.pk)
+        before = {key: getattr(old, key) for key in RULE_FIELDS}
+    rule.save()
+    audit_record(
+        actor=actor,
+        action="serving.rule_changed" if before else "serving.rule_added",
+        obj=rule,
+        object_repr=f"{rule.model}: rule {rule.pk}",
+        before=before,
+        after={key: getattr(rule, key) for key in RULE_FIELDS},
+    )
+    config.bump()
+    return rule
+
+
+@transaction.atomic
+def rule_delete(*, actor, rule: FallbackRule) -> None:
+    if not can_edit_serving(actor):
+        raise PermissionDenied("Only an ML Engineer may change the fallback rules.")
+    before = {key: getattr(rule, key) for key in RULE_FIELDS}
+    audit_record(
+        actor=actor,
+        action="serving.rule_deleted",
+        obj=rule,
+        object_repr=f"{rule.model}: rule {rule.pk}",
+        before=before,
+    )
+    rule.delete()
+    config.bump()
+
+
+# --- feedback ------------------------------------------------------------------------------------
+
+
+def feedback_record(
+    *, client_id: int, model_id: int, transaction_id: str, label: bool
+) -> tuple[Feedback, bool]:
+    """The label of a transaction; the same label again is a no-op, a different one a Conflict."""
+    existing = Feedback.objects.filter(model_id=model_id, transaction_id=transaction_id).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                return Feedback.objects.create(
+                    model_id=model_id, transaction_id=transaction_id, label=label, client_id=client_id
+                ), True
+        except IntegrityError:  # the same label arrived twice at once
+            existing = Feedback.objects.get(model_id=model_id, transaction_id=transaction_id)
+    if existing.label != label:
+        raise Conflict(
+            f"Transaction {transaction_id} is already labelled {'fraud' if existing.label else 'genuine'}."
+        )
+    return existing, False
+
+
+# --- prediction logs (from the stream) -----------------------------------------------------------
+
+
+def _at(millis: str) -> datetime:
+    return datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
+
+
+def _field(fields: dict, name: str) -> str:
+    value = fields.get(name, fields.get(name.encode(), b""))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def logs_write(entries: list[dict]) -> int:
+    """Insert a batch of log entries (multi-row INSERT, ON CONFLICT (request_id) DO NOTHING)."""
+    rows = []
+    for fields in entries:
+        try:
+            rows.append(
+                PredictionLog(
+                    request_id=_field(fields, "request_id"),
+                    transaction_id=_field(fields, "transaction_id"),
+                    entity_id=_field(fields, "entity_id"),
+                    model_id=int(_field(fields, "model_id")),
+                    version=int(_field(fields, "version")),
+                    numeric_features=json.loads(_field(fields, "numeric")),
+                    categorical_features=json.loads(_field(fields, "categorical")),
+                    score=float(_field(fields, "score")),
+                    decision=_field(fields, "decision"),
+                    fallback=_field(fields, "fallback") == "1",
+                    latency_ms=float(_field(fields, "latency_ms")),
+                    status=_field(fields, "status"),
+                    created_at=_at(_field(fields, "created_at")),
+                )
+            )
+        except (ValueError, TypeError) as exc:  # a malformed entry is skipped, not retried forever
+            log.error("dropping a malformed prediction log entry %r: %s", fields, exc)
+    with transaction.atomic():
+        PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    return len(rows)
+
+
+def logs_purge(*, retention_days: int) -> int:
+    if retention_days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=retention_days)
+    deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+# --- breaker events and on-call alerts -----------------------------------------------------------
+
+
+@transaction.atomic
+def breaker_event_record(*, event_id: str, fields: dict) -> BreakerTransition | None:
+    """One breaker transition seen by an inference process: a row, an audit event, alerts on opening.
+
+    Idempotent on the stream entry id (a replay after a crash records nothing twice).
+    """
+    model = RegisteredModel.objects.filter(name=_field(fields, "model")).first()
+    if model is None or BreakerTransition.objects.filter(event_id=event_id).exists():
+        return None
+    to_state = _field(fields, "to_state")
+    transition = BreakerTransition.objects.create(
+        model=model,
+        version=int(_field(fields, "version")),
+        from_state=_field(fields, "from_state"),
+        to_state=to_state,
+        reason=_field(fields, "reason"),
+        at=_at(_field(fields, "at")),
+        event_id=event_id,
+    )
+    audit_record(
+        actor=None,
+        action=f"serving.breaker_{to_state}",
+        obj=model,
+        before={"state": transition.from_state, "version": transition.version},
+        after={"state": to_state, "version": transition.version, "reason": transition.reason,
+               "process": _field(fields, "host")},
+    )  # fmt: skip
+    if to_state == "open":
+        _alert_breaker_open(transition)
+    return transition
+
+
+def _alert_breaker_open(transition: BreakerTransition) -> None:
+    subject = f"[Hafnium] Circuit breaker open: {transition.model} v{transition.version}"
+    body = (
+        f"The circuit breaker of {transition.model} v{transition.version} opened at "
+        f"{transition.at:%Y-%m-%d %H:%M:%S} UTC: {transition.reason}\n\n"
+        "The rules-only scorer answers its transactions until a probe succeeds.\n"
+        f"{settings.PORTAL_BASE_URL.rstrip('/')}/models/{transition.model.pk}/\n"
+    )
+    if settings.SERVING_ONCALL_EMAILS:
+        ServingAlert.objects.create(
+            channel=ServingAlert.Channel.EMAIL,
+            event="serving.breaker_open",
+            recipients=list(settings.SERVING_ONCALL_EMAILS),
+            subject=subject,
+            body=body,
+        )
+    if settings.GOVERNANCE_WEBHOOK_URL:
+        ServingAlert.objects.create(
+            channel=ServingAlert.Channel.WEBHOOK,
+            event="serving.breaker_open",
+            payload={
+                "event": "serving.breaker_open",
+                "at": transition.at.isoformat(),
+                "model": transition.model.name,
+                "version": transition.version,
+                "reason": transition.reason,
+            },
+        )
+
+
+def webhook_signature(body: bytes) -> str:
+    """The same signature as the governance webhook: HMAC-SHA256 of the body with the shared secret."""
+    return "sha256=" + hmac.new(settings.GOVERNANCE_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+ALERT_ATTEMPTS = 20
+
+
+def alert_deliver(*, alert: ServingAlert) -> bool:
+    """Send one alert (at least once) and mark it sent; a failure is recorded on it."""
+    ServingAlert.objects.filter(pk=alert.pk).update(attempts=F("attempts") + 1)
+    try:
+        if alert.channel == ServingAlert.Channel.EMAIL:
+            send_mail(alert.subject, alert.body, None, alert.recipients)
+        else:
+            body = json.dumps(alert.payload, sort_keys=True).encode()
+            response = requests.post(
+                settings.GOVERNANCE_WEBHOOK_URL,
+                data=body,
+                headers={"Content-Type": "application/json", "X-Hafnium-Signature": webhook_signature(body)},
+                timeout=10,
+            )
+            response.raise_for_status()
+    except Exception as exc:
+        ServingAlert.objects.filter(pk=alert.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        return False
+    return bool(ServingAlert.objects.filter(pk=alert.pk, sent_at__isnull=True).update(sent_at=timezone.now()))
+
+
+def alerts_deliver_pending() -> int:
+    sent = 0
+    for alert in ServingAlert.objects.filter(sent_at__isnull=True, attempts__lt=ALERT_ATTEMPTS)[:50]:
+        sent += alert_deliver(alert=alert)
+    return sent

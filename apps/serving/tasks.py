@@ -1,0 +1,26 @@
+"""Celery entry points of serving: load ids, call a service; retries live here."""
+
+from celery import shared_task
+
+from apps.registry import gateway
+from apps.registry.models import ModelVersion
+
+from . import compile as scorer_compilation
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(gateway.RegistryUnavailable,),
+    max_retries=5,
+    retry_backoff=10,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    time_limit=15 * 60,
+    soft_time_limit=14 * 60,
+)
+def compile_scorer(version_id: int) -> dict | None:
+    """Compile and log the fast scorer of a version (safe twice: the artifact's presence is the claim)."""
+    version = ModelVersion.objects.select_related("model", "dataset").filter(pk=version_id).first()
+    if version is None:
+        return None
+    return scorer_compilation.scorer_compile(version=version)
