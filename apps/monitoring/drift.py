@@ -37,7 +37,13 @@ KS (two-sample Kolmogorov-Smirnov)
     where F_cur(a_u) = #{x <= a_u}/m and F_cur(a_u^-) = #{x < a_u}/m. Each candidate is the same
     k1/n - k2/m that scipy.stats.ks_2samp evaluates, so D is bitwise equal to scipy's statistic.
     p-value as scipy's method="auto": exact when max(n, m) <= 10,000, otherwise Smirnov's asymptotic
-    distribution `scipy.stats.kstwo.sf(D, round(n m / (n + m)))`. The exact value is
+    distribution `scipy.stats.kstwo.sf(D, N)`, N = round(n m / (n + m)). In its far tail (N > 10,000 and
+    N D^2 >= 2.2, i.e. p < 0.025) scipy evaluates 2 smirnov(N, D) by a series of N terms, 0.3 to 3 s a
+    call; there we use the Maag-Dicaire approximation of the same one-sided tail,
+        p = 2 exp(-(6 N D + 1)^2 / (18 N)),
+    within 0.2% of scipy for p >= 1e-5 and 1.1% for p >= 1e-14 (tests/monitoring), and 0 beyond
+    N D^2 >= 370 as scipy. Decisions use p against alpha ~ 0.01: the tail's digits do not matter. The
+    exact value is
     P(D >= d) = the probability that a uniformly random interleaving of the two samples (a lattice path
     from (0, 0) to (n, m), i.e. a draw from C(n+m, n) equally likely orders) touches a point (i, j) with
     |i/n - j/m| >= d; `_ks_exact_pvalue` propagates the path probabilities diagonal by diagonal inside
@@ -249,8 +255,14 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
     if max(n, m) <= KS_EXACT_MAX_N:
         return _ks_exact_pvalue(n, m, d)
     big, small = sorted([float(n), float(m)], reverse=True)
-    en = big * small / (big + small)
-    return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    en = float(np.round(big * small / (big + small)))
+    tail = en * d * d
+    if en > KS_EXACT_MAX_N and tail >= 2.2:
+        # scipy's kstwo.sf here is 2 smirnov(en, d), an O(en) series: 0.3-3 s a call at en = 1e5-1e6.
+        if tail >= 370.0:
+            return 0.0  # as scipy
+        return float(min(2.0 * math.exp(-((6.0 * en * d + 1.0) ** 2) / (18.0 * en)), 1.0))
+    return float(np.clip(stats.kstwo.sf(d, en), 0.0, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,7 +279,11 @@ def _finite(values) -> tuple[np.ndarray, int]:
 
 @dataclass(frozen=True, eq=False)
 class ColumnSummary:
-    """What a chunk of a window contributes; `a + b` is the summary of both chunks (exact)."""
+    """What a chunk of a window contributes; `a + b` is the summary of both chunks.
+
+    The counts add exactly (so PSI, JS and KS of merged chunks are those of the whole window); `total`,
+    a float sum kept for the mean, adds up to rounding.
+    """
 
     counts: np.ndarray  # per bin
     n: int
