@@ -341,8 +341,9 @@ class ReferenceBins:
             raise ValueError("the reference column has no finite values")
         ordered = np.sort(present)
         edges = np.unique(np.quantile(ordered, np.arange(1, bins) / bins))
-        distinct, first = np.unique(ordered, return_index=True)
-        cumulative = np.append(first[1:], ordered.size).astype(np.int64)
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))  # already sorted
+        distinct = ordered[starts]
+        cumulative = np.append(starts[1:], ordered.size).astype(np.int64)
         return cls(
             edges=edges,
             reference_counts=_sorted_bin_counts(ordered, edges),

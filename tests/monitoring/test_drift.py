@@ -419,3 +419,16 @@ def test_bad_input_is_a_clear_error():
     assert empty.verdict == drift.NOT_ENOUGH_DATA
     assert empty.ks is None
     assert math.isnan(empty.psi)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 999, 5000, 20_000])
+def test_both_summary_paths_count_what_a_direct_search_counts(rows):
+    """A chunk smaller than the reference is searched in it, a larger one the other way: same integers."""
+    rng = np.random.default_rng(rows)
+    for decimals in (1, 8):  # many ties, then almost none
+        reference = drift.ReferenceBins.from_sample(np.round(rng.normal(size=5000), decimals))
+        chunk = np.round(rng.normal(0.1, 1.3, rows), decimals)
+        summary = reference.summarise(chunk)
+        ordered = np.sort(chunk)
+        np.testing.assert_array_equal(summary.ks_le, np.searchsorted(ordered, reference.values, side="right"))
+        np.testing.assert_array_equal(summary.ks_lt, np.searchsorted(ordered, reference.values, side="left"))
