@@ -131,7 +131,8 @@ def main() -> int:
     repeats = 1 if options.quick else options.repeats
 
     print(
-        f"bench_drift: {FEATURES} features, reference {options.reference_rows:,} rows, {BINS} bins ({machine()})"
+        f"bench_drift: {FEATURES} features, reference {options.reference_rows:,} rows, {BINS} bins "
+        f"({machine()})"
     )
     rng = np.random.default_rng(20261202)
     reference = generate(options.reference_rows, rng, drifted=False)
@@ -160,7 +161,8 @@ def main() -> int:
         if flagged != sorted(DRIFTED):
             problems.append(f"flagged {flagged}, drift was injected in {sorted(DRIFTED)}")
         print(
-            f"| {size:,} | {seconds_naive:.3f} | {seconds_cold:.3f} | {seconds_warm:.3f} | {seconds_chunked:.3f} "
+            f"| {size:,} | {seconds_naive:.3f} | {seconds_cold:.3f} | {seconds_warm:.3f} "
+            f"| {seconds_chunked:.3f} "
             f"| {seconds_naive / seconds_warm:.1f} | {seconds_naive / seconds_cold:.1f} "
             f"| {memory_naive:.0f} | {memory_warm:.0f} | {'yes' if not problems else 'NO'} |",
             flush=True,
