@@ -35,7 +35,8 @@ KS (two-sample Kolmogorov-Smirnov)
     a data point, so with the reference's sorted distinct values a_0 < ... < a_{U-1}:
         D = max_u max( F_ref(a_u) - F_cur(a_u),  F_cur(a_u^-) - F_ref(a_{u-1}) ),   F_ref(a_{-1}) = 0
     where F_cur(a_u) = #{x <= a_u}/m and F_cur(a_u^-) = #{x < a_u}/m. Each candidate is the same
-    k1/n - k2/m that scipy.stats.ks_2samp evaluates, so D is bitwise equal to scipy's statistic.
+    k1/n - k2/m that scipy.stats.ks_2samp evaluates, so D is bitwise scipy's statistic (scipy rounds it
+    to h / lcm(n, m) in the exact regime: equal there to ~1e-17).
     p-value as scipy's method="auto": exact when max(n, m) <= 10,000, otherwise Smirnov's asymptotic
     distribution `scipy.stats.kstwo.sf(D, N)`, N = round(n m / (n + m)). In its far tail (N > 10,000 and
     N D^2 >= 2.2, i.e. p < 0.025) scipy evaluates 2 smirnov(N, D) by a series of N terms, 0.3 to 3 s a
@@ -48,7 +49,11 @@ KS (two-sample Kolmogorov-Smirnov)
     from (0, 0) to (n, m), i.e. a draw from C(n+m, n) equally likely orders) touches a point (i, j) with
     |i/n - j/m| >= d; `_ks_exact_pvalue` propagates the path probabilities diagonal by diagonal inside
     the band |i m - j n| < h gcd(n, m) (d rounded to h / lcm(n, m) as scipy does) and adds up the mass
-    that leaves it. Cost O((n + m) * band width), at most a few hundred ms at n = m = 10,000.
+    that leaves it. Cost O((n + m) * band width): a Python loop of n + m numpy steps, up to about a
+    second at n = m = 10,000 (scipy's compiled routine is faster, but its exact two-sample distribution
+    is not public API; only samples of at most 10,000 rows on both sides take this path). Where scipy's
+    exact computation gives up and falls back to the asymptotic value with a warning (seen at D's
+    smallest possible value, where the exact p-value is 1), ours stays exact.
 
 How a large window scales (mergeable summaries)
     `ReferenceBins.summarise(chunk)` keeps, per chunk: the B bin counts, the row and missing counts, the
@@ -68,8 +73,9 @@ Verdicts (per statistic minimum windows; tiers; persistence)
     chi-square for categories) is significant after Benjamini-Hochberg across the features
     (q < alpha = 0.01) with an effect of at least `effect_watch` (KS D, or the total variation distance
     for categories, >= 0.1): with a million rows every test is significant, the effect size is what
-    matters. `persistent(verdicts, k=3, m=5)` says whether k of the last m informative windows reached a
-    level: a severe action waits for it.
+    matters; the test counts only from `min_rows_test` (50) rows. For categories B is the number of
+    reference categories. `persistent(verdicts, k=3, m=5)` says whether k of the last m informative
+    windows reached a level: a severe action waits for it.
 """
 
 from __future__ import annotations
@@ -173,7 +179,7 @@ class FeatureDrift:
 
     @property
     def pvalue(self) -> float | None:
-        return self.ks_pvalue if self.kind == "numeric" else self.chi2_pvalue
+        return self.chi2_pvalue if self.kind == "categorical" else self.ks_pvalue
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -510,6 +516,11 @@ class CategoryBins:
     def bins(self) -> int:
         return len(self.categories) + 1
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The bins' names, in order: the reference categories, then UNSEEN."""
+        return (*self.categories, UNSEEN)
+
     def counts(self, values) -> np.ndarray:
         index = {name: position for position, name in enumerate(self.categories)}
         return _category_counts(values, index, self.bins)[0]
@@ -582,7 +593,7 @@ def _judge(result: FeatureDrift, thresholds: Thresholds, *, informative_bins: in
         return replace(base, verdict=DRIFT, reason=f"PSI {result.psi:.3f} >= {thresholds.psi_drift:g}")
     if result.psi >= thresholds.psi_watch:
         return replace(base, verdict=WATCH, reason=f"PSI {result.psi:.3f} >= {thresholds.psi_watch:g}")
-    test = "KS" if result.kind == "numeric" else "chi-square"
+    test = "chi-square" if result.kind == "categorical" else "KS"
     q = result.pvalue_adjusted
     if (
         q is not None

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -67,6 +68,28 @@ def test_ks_asymptotic_pvalue_against_scipy_kstwo(z):
     assert drift.ks_pvalue(d, n, m) == pytest.approx(float(stats.kstwo.sf(d, en)), rel=1.1e-2)
     if en * d * d < 2.2:
         assert drift.ks_pvalue(d, n, m) == float(stats.kstwo.sf(d, en))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-3, 3) | st.floats(-2, 2, allow_nan=False), min_size=1, max_size=60),
+    st.lists(st.integers(-3, 3) | st.floats(-2, 2, allow_nan=False), min_size=1, max_size=60),
+)
+def test_ks_equals_scipy_on_generated_samples_with_ties(reference, current):
+    ours = drift.compare(np.array(reference, dtype=float), np.array(current, dtype=float))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theirs = stats.ks_2samp(reference, current)
+    assert ours.ks == pytest.approx(theirs.statistic, abs=1e-12)
+    if any("Exact calculation unsuccessful" in str(warning.message) for warning in caught):
+        # scipy gave up on its exact computation and fell back to the asymptotic value. Seen when D is
+        # the smallest value it can take (h = 1 in units of 1/lcm(n, m)): every path leaves the band
+        # at its first step, so the exact p-value is 1, which ours gives.
+        n, m = len(reference), len(current)
+        assert round(ours.ks * (n * m // math.gcd(n, m))) == 1
+        assert ours.ks_pvalue == 1.0
+    else:
+        assert ours.ks_pvalue == pytest.approx(theirs.pvalue, rel=1e-9, abs=1e-14)
 
 
 def test_ks_is_symmetric_in_its_arguments_and_zero_on_identical_samples():
@@ -322,6 +345,7 @@ def test_categorical_chi_square_psi_and_unseen_categories():
     result = drift.compare_categorical(reference, current)
     built = drift.CategoryBins.from_sample(reference)
     assert built.categories == ("a", "b", "c")
+    assert built.labels == ("a", "b", "c", drift.UNSEEN)
     np.testing.assert_array_equal(built.counts(current), [250, 300, 100, 50])  # unseen ones share one bin
     table = np.array([[500, 300, 200, 0], [250, 300, 100, 50]])
     chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
@@ -391,6 +415,7 @@ def test_embedding_drift_projections_and_centroid_distance():
     assert result.verdict == drift.DRIFT
     assert result.components[0].verdict == drift.DRIFT
     assert result.components[0].kind == "pc1"
+    assert result.components[0].pvalue == result.components[0].ks_pvalue < 1e-10
     assert result.components[0].psi > result.components[1].psi
     # spread the data out: the centroid distance grows
     spread = built.compare(built.summarise(1.5 * (rng.normal(size=(10_000, 16)) @ mixing)))
