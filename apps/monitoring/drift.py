@@ -326,6 +326,31 @@ class ColumnSummary:
     def mean(self) -> float:
         return self.total / self.n if self.n else math.nan
 
+    def to_dict(self) -> dict:
+        """Plain JSON-able form, to carry a chunk's summary between workers (a Celery chord's results)."""
+        return {
+            "counts": self.counts.tolist(),
+            "n": self.n,
+            "missing": self.missing,
+            "total": self.total,
+            "ks_le": None if self.ks_le is None else self.ks_le.tolist(),
+            "ks_lt": None if self.ks_lt is None else self.ks_lt.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ColumnSummary:
+        def integers(values):
+            return None if values is None else np.asarray(values, dtype=np.int64)
+
+        return cls(
+            counts=integers(data["counts"]),
+            n=int(data["n"]),
+            missing=int(data["missing"]),
+            total=float(data["total"]),
+            ks_le=integers(data["ks_le"]),
+            ks_lt=integers(data["ks_lt"]),
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class ReferenceBins:
@@ -676,6 +701,19 @@ class EmbeddingSummary:
         return EmbeddingSummary(
             projections=tuple(a + b for a, b in zip(self.projections, other.projections, strict=True)),
             distance=self.distance + other.distance,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "projections": [part.to_dict() for part in self.projections],
+            "distance": self.distance.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> EmbeddingSummary:
+        return cls(
+            projections=tuple(ColumnSummary.from_dict(part) for part in data["projections"]),
+            distance=ColumnSummary.from_dict(data["distance"]),
         )
 
 

@@ -1,6 +1,7 @@
 """The drift statistics against scipy, hand-computed cases, properties and simulations (no database)."""
 
 import itertools
+import json
 import math
 import warnings
 
@@ -457,3 +458,18 @@ def test_both_summary_paths_count_what_a_direct_search_counts(rows):
         ordered = np.sort(chunk)
         np.testing.assert_array_equal(summary.ks_le, np.searchsorted(ordered, reference.values, side="right"))
         np.testing.assert_array_equal(summary.ks_lt, np.searchsorted(ordered, reference.values, side="left"))
+
+
+def test_summaries_travel_as_json_and_come_back_equal():
+    rng = np.random.default_rng(21)
+    numeric = drift.ReferenceBins.from_sample(rng.normal(size=3000))
+    categories = drift.CategoryBins.from_sample(rng.choice(["a", "b"], 3000))
+    embedding = drift.EmbeddingReference.from_sample(rng.normal(size=(3000, 4)), components=2)
+    for built, chunk in [
+        (numeric, rng.normal(size=500)),
+        (categories, rng.choice(["a", "b", "c"], 500)),
+        (embedding, rng.normal(size=(500, 4))),
+    ]:
+        summary = built.summarise(chunk)
+        carried = type(summary).from_dict(json.loads(json.dumps(summary.to_dict())))
+        assert built.compare(carried) == built.compare(summary)
