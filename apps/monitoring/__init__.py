@@ -1,0 +1,1 @@
+"""Model monitoring: drift statistics and SLO arithmetic (computational cores, no Django import)."""
