@@ -141,11 +141,46 @@ class WindowStats:
         }
 
 
-def _nearest_rank(values: np.ndarray, quantile: float) -> float | None:
-    if values.size == 0:
-        return None
-    rank = max(math.ceil(quantile * values.size), 1) - 1
-    return float(np.partition(values, rank)[rank])
+def _nearest_rank_index(size: int, quantile: float) -> int:
+    return max(math.ceil(quantile * size), 1) - 1
+
+
+def _columns(latencies_ms, statuses, fallbacks, scores) -> tuple[np.ndarray, ...]:
+    latencies = np.asarray(latencies_ms, dtype=np.float64)
+    status = np.asarray(statuses)
+    fallback = np.asarray(fallbacks, dtype=bool)
+    score = np.asarray(scores, dtype=np.float64)
+    shapes = {latencies.shape, status.shape, fallback.shape, score.shape}
+    if len(shapes) != 1 or latencies.ndim != 1:
+        raise ValueError(
+            "the prediction-log columns must be one-dimensional and of equal length, got shapes "
+            f"{latencies.shape}, {status.shape}, {fallback.shape}, {score.shape}"
+        )
+    return latencies, status == ERROR_STATUS, fallback, score
+
+
+def _window(latencies: np.ndarray, error: np.ndarray, fallback: np.ndarray, score: np.ndarray) -> WindowStats:
+    if latencies.size == 0:
+        return WindowStats()
+    finite = latencies[np.isfinite(latencies)]
+    p50 = p99 = None
+    if finite.size:
+        ranks = sorted({_nearest_rank_index(finite.size, 0.50), _nearest_rank_index(finite.size, 0.99)})
+        # One partial sort places both order statistics.
+        placed = np.partition(finite, ranks)
+        p50 = float(placed[_nearest_rank_index(finite.size, 0.50)])
+        p99 = float(placed[_nearest_rank_index(finite.size, 0.99)])
+    model_answer = ~error & ~fallback & np.isfinite(score)
+    return WindowStats(
+        requests=int(latencies.size),
+        errors=int(np.count_nonzero(error)),
+        fallbacks=int(np.count_nonzero(fallback)),
+        latency_count=int(finite.size),
+        latency_p50_ms=p50,
+        latency_p99_ms=p99,
+        scored=int(np.count_nonzero(model_answer)),
+        score_sum=float(score[model_answer].sum()),
+    )
 
 
 def summarise(latencies_ms, statuses, fallbacks, scores) -> WindowStats:
@@ -155,43 +190,27 @@ def summarise(latencies_ms, statuses, fallbacks, scores) -> WindowStats:
     flags, `scores` the scores (NaN or anything for errors: ignored). Latencies that are not finite
     are left out of the percentiles but the request still counts.
     """
-    latencies = np.asarray(latencies_ms, dtype=np.float64)
-    status = np.asarray(statuses)
-    fallback = np.asarray(fallbacks, dtype=bool)
-    score = np.asarray(scores, dtype=np.float64)
-    lengths = {latencies.shape, status.shape, fallback.shape, score.shape}
-    if len(lengths) != 1 or latencies.ndim != 1:
-        raise ValueError(
-            "summarise needs four one-dimensional columns of equal length, got shapes "
-            f"{latencies.shape}, {status.shape}, {fallback.shape}, {score.shape}"
-        )
-    if latencies.size == 0:
-        return WindowStats()
-    error = status == ERROR_STATUS
-    finite_latencies = latencies[np.isfinite(latencies)]
-    model_answer = ~error & ~fallback & np.isfinite(score)
-    return WindowStats(
-        requests=int(latencies.size),
-        errors=int(np.count_nonzero(error)),
-        fallbacks=int(np.count_nonzero(fallback)),
-        latency_count=int(finite_latencies.size),
-        latency_p50_ms=_nearest_rank(finite_latencies, 0.50),
-        latency_p99_ms=_nearest_rank(finite_latencies, 0.99),
-        scored=int(np.count_nonzero(model_answer)),
-        score_sum=float(score[model_answer].sum()),
-    )
+    return _window(*_columns(latencies_ms, statuses, fallbacks, scores))
+
+
+def _versions_present(version: np.ndarray) -> np.ndarray:
+    # Version numbers are small non-negative integers: a bincount finds them in one pass where
+    # np.unique would sort the whole window.
+    if version.dtype.kind in "iu" and version.size and version.min() >= 0 and version.max() < 10_000_000:
+        return np.flatnonzero(np.bincount(version))
+    return np.unique(version)
 
 
 def summarise_by_version(versions, latencies_ms, statuses, fallbacks, scores) -> dict[int, WindowStats]:
     """`summarise` for each version found in a window holding several (the canary's and the stable's)."""
     version = np.asarray(versions)
-    columns = [np.asarray(c) for c in (latencies_ms, statuses, fallbacks, scores)]
-    if any(c.shape != version.shape for c in columns):
-        raise ValueError("summarise_by_version needs five columns of equal length")
+    columns = _columns(latencies_ms, statuses, fallbacks, scores)
+    if version.shape != columns[0].shape:
+        raise ValueError(f"versions has shape {version.shape}, the other columns {columns[0].shape}")
     result = {}
-    for number in np.unique(version):
+    for number in _versions_present(version):
         rows = version == number
-        result[int(number)] = summarise(*(c[rows] for c in columns))
+        result[int(number)] = _window(*(column[rows] for column in columns))
     return result
 
 

@@ -101,7 +101,7 @@ def test_summarise_of_an_empty_window_has_no_rates():
 
 
 def test_summarise_refuses_columns_of_different_lengths():
-    with pytest.raises(ValueError, match="equal length"):
+    with pytest.raises(ValueError, match="of equal length"):
         summarise([1.0, 2.0], ["ok"], [False, False], [0.1, 0.2])
 
 
