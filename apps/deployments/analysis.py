@@ -259,7 +259,7 @@ class MetricSpec:
         name = data.get("name", "?")
         unknown = set(data) - {f.name for f in cls.__dataclass_fields__.values()}
         if unknown:
-            raise PolicyError(str(name), f"unknown fields: {', '.join(sorted(unknown))}")
+            raise PolicyError(str(name), f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
         if "name" not in data:
             raise PolicyError("name", "each metric needs a name")
         for required in ("comparator", "threshold"):
@@ -274,7 +274,7 @@ def _is_int(value) -> bool:
 
 def validate_metric_spec(spec: MetricSpec) -> None:
     """Raise PolicyError naming the field when a metric cannot be measured as written."""
-    if spec.name not in METRICS:
+    if not isinstance(spec.name, str) or spec.name not in METRICS:
         raise PolicyError("name", f"unknown metric {spec.name!r}; known: {', '.join(sorted(METRICS))}")
     threshold = spec.threshold
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not math.isfinite(threshold):
@@ -307,6 +307,10 @@ class Measurement:
     message: str = ""
     canary_requests: int = 0
     stable_requests: int = 0
+
+    def __post_init__(self):
+        # Rebuilt from a stored row, the verdict arrives as its text.
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
 
     def as_dict(self) -> dict:
         return {**asdict(self), "verdict": self.verdict.value}

@@ -249,6 +249,7 @@ def test_comparators_hold_both_ways():
     ("overrides", "message"),
     [
         ({"name": "accuracy"}, "name: unknown metric 'accuracy'"),
+        ({"name": ["error_rate"]}, "name: unknown metric ['error_rate']"),
         ({"comparator": "=="}, "error_rate.comparator: '==' is not one of"),
         ({"threshold": -0.1}, "error_rate.threshold: must be >= 0"),
         ({"threshold": math.nan}, "error_rate.threshold: must be a finite number"),
@@ -364,6 +365,13 @@ def test_assess_reads_only_its_own_metric_from_a_mixed_history():
     mixed = history("latency_p99_ms", F) + history("error_rate", S)
     assert assess(spec("error_rate"), mixed) is Phase.SUCCESSFUL
     assert assess(spec("latency_p99_ms"), mixed) is Phase.FAILED
+
+
+def test_measurements_rebuilt_from_stored_rows_are_assessed_like_fresh_ones():
+    stored = [m.as_dict() for m in history("error_rate", N, N, N)]
+    assert {row["verdict"] for row in stored} == {"inconclusive"}
+    rebuilt = [Measurement(**row) for row in stored]
+    assert assess(spec(), rebuilt) is Phase.INCONCLUSIVE
 
 
 def test_assess_is_deterministic_and_leaves_its_input_alone():
