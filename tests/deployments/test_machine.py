@@ -5,7 +5,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.deployments.analysis import DEFAULT_METRICS, Phase, PolicyError
+from apps.deployments.analysis import (
+    DEFAULT_METRICS,
+    Phase,
+    PolicyError,
+    Verdict,
+    assess_step,
+    measure_all,
+    summarise,
+)
 from apps.deployments.machine import (
     COMMANDS,
     FINISHED,
@@ -415,3 +423,94 @@ def test_first_measurement_one_interval_after_the_weight_was_set_then_every_inte
     assert not measurement_due(
         started + timedelta(seconds=5), started, started - timedelta(seconds=30), interval
     )
+
+
+# --- the analysis and the machine together, as the controller will run them --------------------------
+
+
+def run_canary(windows, steps=FOUR_STEPS, metrics=DEFAULT_METRICS, deadline=None):
+    """A controller in miniature: one tick per interval, `windows(tick)` reads (canary, stable) or raises.
+
+    Returns the states the rollout went through and the measurements taken.
+    """
+    state, index, step_history, measurements = State.PENDING, 0, [], []
+    states = [state]
+    deadlines = Deadlines(progress=deadline)
+    for tick in range(40):
+        now = NOW + timedelta(seconds=10 * tick)
+        if state is State.ANALYSING:
+            taken = measure_all(metrics, lambda tick=tick: windows(tick))
+            step_history += taken
+            measurements += taken
+        phase = assess_step(metrics, step_history).phase if state is State.ANALYSING else Phase.RUNNING
+        decision = next_action(state, index, steps, phase, now, deadlines)
+        while decision.moves:
+            assert allowed(state, decision.target)
+            if decision.target is State.CANARY:
+                step_history = []  # each step's analysis starts afresh
+            state, index = decision.target, decision.step_index
+            states.append(state)
+            decision = next_action(state, index, steps, Phase.RUNNING, now, deadlines)
+        if state in FINISHED or state is State.PAUSED:
+            break
+    return states, measurements
+
+
+def healthy(tick):
+    return summarised(requests=500), summarised(requests=9500)
+
+
+def summarised(requests, errors=0, latency=20.0, score=0.2):
+    statuses = ["error"] * errors + ["ok"] * (requests - errors)
+    return summarise([latency] * requests, statuses, [False] * requests, [score] * requests)
+
+
+def test_healthy_canary_goes_through_every_step_to_full_rollout():
+    states, measurements = run_canary(healthy)
+    assert states[-1] is State.SUCCEEDED
+    assert states.count(State.CANARY) == 3
+    assert {m.verdict for m in measurements} == {Verdict.SUCCESSFUL}
+
+
+def test_failing_canary_is_rolled_back_at_its_first_bad_measurement():
+    def degrades_at_the_25_percent_step(tick):
+        # Tick 1 measures the 5 % step; from tick 2 on (the 25 % step) 5 % of the canary's answers fail.
+        canary = summarised(requests=500, errors=25) if tick >= 2 else summarised(requests=500)
+        return canary, summarised(requests=9500)
+
+    states, measurements = run_canary(degrades_at_the_25_percent_step)
+    assert states[-2:] == [State.ROLLING_BACK, State.ROLLED_BACK]
+    assert State.PROMOTING not in states
+    assert states.count(State.CANARY) == 2
+    failed = [m for m in measurements if m.verdict is Verdict.FAILED]
+    assert [m.metric for m in failed] == ["error_rate"]
+    assert failed[0].value == pytest.approx(0.05)
+
+
+def test_canary_without_traffic_is_paused_and_never_promoted():
+    states, measurements = run_canary(lambda tick: (summarised(requests=3), healthy(tick)[1]))
+    assert states[-1] is State.PAUSED
+    assert State.PROMOTING not in states
+    assert {m.verdict for m in measurements} == {Verdict.INCONCLUSIVE}
+
+
+def test_metric_source_down_rolls_back_after_the_consecutive_error_limit():
+    def down(tick):
+        raise ConnectionError("redis down")
+
+    states, measurements = run_canary(down)
+    assert states[-2:] == [State.ROLLING_BACK, State.ROLLED_BACK]
+    # Five intervals of errors (limit 4) for each of the four metrics, and not one counted as a failure.
+    assert len(measurements) == 5 * len(DEFAULT_METRICS)
+    assert {m.verdict for m in measurements} == {Verdict.ERROR}
+
+
+def test_stuck_canary_is_aborted_at_the_progress_deadline():
+    # Traffic that never fills a window, with a generous inconclusive limit: only the deadline ends it.
+    patient = [spec.__class__(**{**spec.as_dict(), "inconclusive_limit": 100}) for spec in DEFAULT_METRICS]
+    states, _ = run_canary(
+        lambda tick: (summarised(requests=3), healthy(tick)[1]),
+        metrics=patient,
+        deadline=NOW + timedelta(seconds=60),
+    )
+    assert states[-2:] == [State.ABORTING, State.ABORTED]
