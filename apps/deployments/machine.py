@@ -24,10 +24,12 @@ succeeded; a failed or erroring analysis goes rolling_back -> rolled_back; too m
 measurements go to paused (a person resumes, promotes or aborts); the progress deadline or a person's
 abort goes aborting -> aborted. An emergency rollback takes a succeeded rollout to rolling_back.
 
-As in Argo Rollouts: the last step (10000 basis points) is the promotion itself, not an analysed step
-(with no traffic left on stable there is nothing to compare against); the progress deadline is not
-checked while paused (the rollout waits for a person, its canary keeps its weight); a paused rollout
-resumed starts the step's analysis afresh.
+As in Argo Rollouts: `setWeight: 100` is the promotion itself, not an analysed step (with no traffic
+left on stable there is nothing to compare against); a paused canary keeps its weight; an aborted one
+goes back to weight zero. As for a paused Kubernetes Deployment's `progressDeadlineSeconds`, the
+progress deadline is not checked while paused: the rollout waits for a person. Where we differ: a
+paused rollout resumed sets its step's weight again and starts that step's analysis afresh (a new
+analysis run), and an Error analysis is a rollback with its own reason, kept apart from a failed one.
 """
 
 import enum
