@@ -388,7 +388,9 @@ def metrics_from_policy(data: Sequence[Mapping] | None) -> list[MetricSpec]:
     return specs
 
 
-def measure(spec: MetricSpec, canary: WindowStats | BaseException, stable: WindowStats | BaseException):
+def measure(
+    spec: MetricSpec, canary: WindowStats | BaseException, stable: WindowStats | BaseException
+) -> Measurement:
     """Measure one metric on a window: a `Measurement` with verdict successful, failed, inconclusive or error.
 
     Pass the exception the metric source raised in place of the windows to record an error measurement.
