@@ -1,0 +1,1 @@
+"""Deployments: staging tests, canary rollouts with analysis, promotion and rollback of model versions."""
