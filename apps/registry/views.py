@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.forms.models import model_to_dict
 from django.shortcuts import redirect, render
@@ -15,6 +16,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.accounts.roles import may_sync
 from apps.accounts.selectors import teams_visible_to
 
 from . import permissions, selectors, services
@@ -167,6 +169,11 @@ def compare(request, name: str):
 def sync(request):
     """Sync now: enqueue a mirror of MLflow, then go back to the model the button was pressed on."""
     model = permissions.model_for_user(request.user, request.POST.get("model", ""))
+    if not may_sync(request.user):
+        raise PermissionDenied(
+            "Managers, Model Risk and Compliance read the registry; "
+            "syncing is for data scientists and ML engineers."
+        )
     if services.registry_sync_request(actor=request.user):
         messages.success(request, "Sync started")
     else:

@@ -38,6 +38,14 @@ def test_version_registered_outside_the_portal_appears_after_a_sync(mlflow_store
     assert ModelVersion.objects.filter(model__name=unique_name).count() == 1
 
 
+def test_a_model_whose_name_no_portal_url_can_hold_is_not_mirrored(mlflow_store, unique_name, team):
+    _log_model_outside_the_portal(unique_name, team=team.slug)
+    _log_model_outside_the_portal(f"{unique_name} with spaces?", team=team.slug)
+    assert services.registry_sync().status == SyncRun.Status.SUCCEEDED
+    assert RegisteredModel.objects.filter(name=unique_name).exists()
+    assert not RegisteredModel.objects.filter(name__startswith=f"{unique_name} ").exists()
+
+
 def test_stage_move_publishes_the_alias_and_archives_the_previous_holder(mlflow_store, unique_name, ds_lead):
     _log_model_outside_the_portal(unique_name)
     _log_model_outside_the_portal(unique_name)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Team
 from apps.audit.services import audit_record
+from hafnium_portal.converters import is_model_name
 from hafnium_portal.enqueue import enqueue
 from hafnium_portal.errors import DomainError
 
@@ -116,6 +117,12 @@ def registry_sync(*, actor=None) -> SyncRun:
     try:
         for remote_model in gateway.registered_models():
             sync.models_seen += 1
+            if not is_model_name(remote_model.name):
+                # The portal's URLs address a model by its name: one outside the rule could not be shown.
+                log.warning(
+                    "not mirroring MLflow model %r: its name is outside the portal's rule", remote_model.name
+                )
+                continue
             team = Team.objects.filter(slug=remote_model.tags.get(TEAM_TAG, "")).first()
             model = model_ensure(name=remote_model.name, team=team, description=remote_model.description)
             known = set(model.versions.values_list("version", flat=True))
