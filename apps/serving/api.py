@@ -8,6 +8,7 @@ from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from hafnium_portal.errors import DomainError
@@ -96,6 +97,7 @@ class ScoreView(APIView):
     # against the process's copy of the config, after its one Redis round trip, with no query.
     authentication_classes = [TokenAuthentication]
     permission_classes = []
+    parser_classes = [JSONParser]  # the schema offers JSON only: the view answers 415 to anything else
 
     def perform_authentication(self, request):
         pass
@@ -180,6 +182,7 @@ class FeedbackView(APIView):
 
     authentication_classes = [TokenAuthentication]
     permission_classes = []
+    parser_classes = [JSONParser]  # the schema offers JSON only: the view answers 415 to anything else
 
     def perform_authentication(self, request):
         pass
@@ -205,6 +208,9 @@ class FeedbackView(APIView):
                 },
             ),
             200: OpenApiResponse(description="Already recorded with this label"),
+            401: OpenApiResponse(description="No or unknown token"),
+            403: OpenApiResponse(description="The token is not a scoring client's"),
+            404: OpenApiResponse(description="No such model"),
             409: OpenApiResponse(description="Already recorded with the other label"),
         },
         examples=[OpenApiExample("Fraud confirmed", value={"transaction_id": "t-1", "label": True})],

@@ -59,9 +59,9 @@ def _holdout(version):
     from apps.training import pipeline
 
     dataset = getattr(version, "dataset", None)
-    if dataset is None or not dataset.path or not Path(dataset.path).is_file():
+    if dataset is None or not dataset.path or not dataset.file.is_file():
         return None
-    frame = pd.read_parquet(dataset.path)
+    frame = pd.read_parquet(dataset.file)
     params = version.params or {}
     if pipeline.LABEL not in frame.columns:
         return None
