@@ -36,7 +36,7 @@ def version(mlflow_store, unique_name, data_scientist):
 def _holdout_rows(version, count=300):
     import pandas as pd
 
-    frame = pd.read_parquet(version.dataset.path)
+    frame = pd.read_parquet(version.dataset.file)
     _, holdout = training.split(frame, seed=version.params["seed"])
     return runtime._request_rows(holdout[FEATURES].head(count)), holdout[FEATURES].head(count)
 
