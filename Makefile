@@ -9,16 +9,23 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: run test lint bench clean-var
 
+# pytest-xdist processes of `make test` (each with its own test database, Redis database and var folder).
+TEST_WORKERS ?= 2
+
+# uv installs the pinned requirements in parallel: seconds where pip took minutes on a fresh machine.
+UV_VERSION := 0.13.9
+INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
 
 $(VENV)/.run-installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(INSTALL) -r requirements.txt
 	touch $@
 
 $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(INSTALL) -r requirements-dev.txt
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
@@ -36,7 +43,7 @@ test: $(VENV)/.dev-installed
 	@echo "ruff check, ruff format --check, pytest"
 	ruff check .
 	ruff format --check .
-	python -m pytest $(PYTEST_ARGS)
+	python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
 	ruff check --fix .

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from urllib.parse import urlsplit, urlunsplit
 
 # Two cores, shared: one OpenMP thread per process keeps model training from thrashing.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -24,7 +25,21 @@ if "HAFNIUM_VAR_DIR" not in os.environ:
     os.environ["HAFNIUM_VAR_DIR"] = tempfile.mkdtemp(prefix="hafnium-test-")
     atexit.register(shutil.rmtree, os.environ["HAFNIUM_VAR_DIR"], ignore_errors=True)
 
-if not os.environ.get("REDIS_URL") and "PYTEST_XDIST_WORKER" not in os.environ:
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under `pytest -n N`
+if _xdist_worker:
+    # Each worker of a parallel run has its own folder and Redis database (pytest-django already gives it
+    # its own test database): Celery queues, their purge, the serving keys and the MLflow store of one
+    # worker's tests must not reach another's. The controller set both before it started the workers.
+    _index = int(_xdist_worker.removeprefix("gw"))
+    _folder = os.path.join(os.environ["HAFNIUM_VAR_DIR"], _xdist_worker)
+    os.makedirs(_folder, exist_ok=True)
+    os.environ["HAFNIUM_VAR_DIR"] = _folder
+    _url = urlsplit(os.environ["REDIS_URL"])
+    _db = int(_url.path.strip("/") or 0) + 1 + _index
+    if _db > 15:
+        raise RuntimeError(f"{_xdist_worker} would need Redis database {_db}: start fewer workers or a lower base")
+    os.environ["REDIS_URL"] = urlunsplit(_url._replace(path=f"/{_db}"))
+elif not os.environ.get("REDIS_URL"):
     from hafnium_portal import embedded_redis
 
     _port = embedded_redis.free_port()
