@@ -37,7 +37,7 @@ if _xdist_worker:
     _url = urlsplit(os.environ["REDIS_URL"])
     _db = int(_url.path.strip("/") or 0) + 1 + _index
     if _db > 15:
-        raise RuntimeError(f"{_xdist_worker} would need Redis database {_db}: start fewer workers or a lower base")
+        raise RuntimeError(f"{_xdist_worker} would need Redis database {_db}: run fewer workers")
     os.environ["REDIS_URL"] = urlunsplit(_url._replace(path=f"/{_db}"))
 elif not os.environ.get("REDIS_URL"):
     from hafnium_portal import embedded_redis
