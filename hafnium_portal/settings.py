@@ -380,7 +380,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Stages appear as `stage`, `from_stage` and `to_stage`: one enum, one name.
-    "ENUM_NAME_OVERRIDES": {"StageEnum": "apps.registry.models.Stage"},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "apps.registry.models.Stage",
+        # A rollout's state appears as `state`, `from_state` and `to_state`.
+        "RolloutStateEnum": "apps.deployments.models.State",
+    },
 }
 
 # --- i18n, static ------------------------------------------------------------------------------
