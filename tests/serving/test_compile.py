@@ -226,6 +226,19 @@ def test_registering_a_run_again_sends_the_signal_and_compiles_a_missing_scorer(
     assert AuditEvent.objects.filter(action="serving.scorer_compiled", object_id=str(version.pk)).count() == 1
 
 
+def test_the_sweep_compiles_a_servable_version_whose_compilation_was_lost(version, celery_eager):
+    from apps.registry.models import Stage
+
+    ModelVersion.objects.filter(pk=version.pk).update(stage=Stage.CANDIDATE)
+    assert scorer_compilation.versions_to_compile() == [version.pk]
+
+    assert tasks.compile_missing_scorers() == 1
+
+    assert "fast_scorer/parity.json" in _artifacts(version.run_id)
+    assert scorer_compilation.versions_to_compile() == []
+    assert tasks.compile_missing_scorers() == 0
+
+
 # --- the per-process cache -------------------------------------------------------------------------
 
 
