@@ -102,7 +102,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
                 "apps.governance.context.inbox",
-                "apps.serving.views.open_breakers",
+                "apps.alerts.context.alerts",
             ],
         },
     },

@@ -58,12 +58,3 @@ def model_panel(request, name: str):
 
     model = permissions.model_for_user(request.user, name)
     return render(request, "serving/partials/_model_panel.html", {"model": model, **serving_summary(model)})
-
-
-def open_breakers(request):
-    """Context processor: the open-breaker banner of every page, for signed-in users."""
-    if not getattr(request, "user", None) or not request.user.is_authenticated:
-        return {}
-    from .selectors import open_breakers as selected
-
-    return {"open_breakers": selected()}
