@@ -288,8 +288,16 @@ SERVING_LOAD_RETRY = env.float("SERVING_LOAD_RETRY", default=30.0)
 SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 # The prediction log stream is capped at about this many entries (oldest dropped if the writer stops).
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
-# Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
+# Prediction logs older than this many days are dropped by the `serving-logs-maintain` beat task (0: kept
+# forever): on PostgreSQL a day's partition is dropped once the whole day is past the retention.
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
+# PostgreSQL: the beat task keeps the partitions of today and this many days ahead created.
+SERVING_LOG_PARTITIONS_AHEAD = env.int("SERVING_LOG_PARTITIONS_AHEAD", default=7)
+CELERY_BEAT_SCHEDULE["serving-logs-maintain"] = {
+    "task": "apps.serving.tasks.logs_maintain",
+    "schedule": 3600,
+    "options": {"expires": 3600},
+}
 
 # --- alerts (apps/alerts): on-call hears of every new alert ---------------------------------------
 

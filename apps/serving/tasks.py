@@ -1,11 +1,13 @@
 """Celery entry points of serving: load ids, call a service; retries live here."""
 
 from celery import shared_task
+from django.conf import settings
 
 from apps.registry import gateway
 from apps.registry.models import ModelVersion
 
 from . import compile as scorer_compilation
+from . import services
 
 
 @shared_task(
@@ -24,3 +26,12 @@ def compile_scorer(version_id: int) -> dict | None:
     if version is None:
         return None
     return scorer_compilation.scorer_compile(version=version)
+
+
+@shared_task(acks_late=True, time_limit=10 * 60, soft_time_limit=9 * 60)
+def logs_maintain() -> dict:
+    """Prediction log days: partitions made ahead, old ones dropped (safe twice: what is done is skipped)."""
+    done = services.logs_maintain(
+        days_ahead=settings.SERVING_LOG_PARTITIONS_AHEAD, retention_days=settings.SERVING_LOG_RETENTION_DAYS
+    )
+    return {key: [str(day) for day in days] if isinstance(days, list) else days for key, days in done.items()}
