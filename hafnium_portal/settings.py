@@ -287,6 +287,21 @@ SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
 # called too, signed the same way.
 SERVING_ONCALL_EMAILS = env.list("SERVING_ONCALL_EMAILS", default=[])
 
+# --- monitoring: SLOs of the production models (apps/monitoring/slo.py; per model: SLOObjective) ---
+
+# The defaults a model is held to until it has objectives of its own: the design's availability 99.9%
+# (errors < 0.1%) and p99 latency 100 ms, over 30 days; a burn-rate rule needs SLO_MIN_EVENTS requests
+# in each of its windows before it may fire (low traffic is said, not paged).
+SLO_AVAILABILITY_TARGET = env.float("SLO_AVAILABILITY_TARGET", default=0.999)
+SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
+SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
+SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
+CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
+    "task": "apps.monitoring.tasks.evaluate_slos",
+    "schedule": 60,
+    "options": {"expires": 60},
+}
+
 # --- auth --------------------------------------------------------------------------------------
 
 AUTHENTICATION_BACKENDS = [
