@@ -294,7 +294,9 @@ class SLOObjective(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "version"], name="slo_objective_version_unique"),
             models.CheckConstraint(
-                condition=Q(availability__gt=0, availability__lt=1, latency_quantile__gt=0, latency_quantile__lt=1)
+                condition=Q(
+                    availability__gt=0, availability__lt=1, latency_quantile__gt=0, latency_quantile__lt=1
+                )
                 & Q(latency_ms__gt=0),
                 name="slo_objective_targets_in_range",
             ),
@@ -331,7 +333,9 @@ class SLOStatus(models.Model):
 
     model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="slo_status")
     evaluated_at = models.DateTimeField()
-    objectives = models.JSONField(help_text="the objectives evaluated against, and their version (0: defaults)")
+    objectives = models.JSONField(
+        help_text="the objectives evaluated against, and their version (0: defaults)"
+    )
     requests = models.PositiveBigIntegerField()
     errors = models.PositiveBigIntegerField()
     slow = models.PositiveBigIntegerField()

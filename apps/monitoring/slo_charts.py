@@ -23,8 +23,13 @@ LAYOUT = {
 
 
 def _plain(figure: go.Figure) -> dict:
-    # plotly's encoder writes NaN as null and numpy arrays as lists: a dict json_script can embed.
+    """The figure as a dict for `json_script` (traces are given lists, so they stay readable lists)."""
     return json.loads(figure.to_json())
+
+
+def _values(array) -> list[float | None]:
+    """Numbers for a trace: NaN (no traffic) becomes None, a gap in the line."""
+    return [None if np.isnan(value) else round(float(value), 6) for value in np.asarray(array, dtype=float)]
 
 
 def _hours(start: datetime, count: int) -> list[str]:
@@ -50,20 +55,42 @@ def availability_figure(buckets, objectives: slo.Objectives) -> dict:
     x = _hours(_hour_start(buckets), total.size)
     figure = go.Figure(
         [
-            go.Scatter(x=x, y=available * 100, name="availability %", mode="lines",
-                       line={"color": COLOURS["availability"]}, connectgaps=False),
-            go.Scatter(x=x, y=fast * 100, name=f"requests under {objectives.latency_ms:g} ms %", mode="lines",
-                       line={"color": COLOURS["latency"]}, connectgaps=False),
-            go.Scatter(x=[x[0], x[-1]] if x else [], y=[objectives.availability * 100] * (2 if x else 0),
-                       name=f"availability target {objectives.availability * 100:g}%", mode="lines",
-                       line={"color": COLOURS["target"], "dash": "dash"}),
-            go.Scatter(x=[x[0], x[-1]] if x else [], y=[objectives.latency_quantile * 100] * (2 if x else 0),
-                       name=f"latency target {objectives.latency_quantile * 100:g}% under {objectives.latency_ms:g} ms",
-                       mode="lines", line={"color": COLOURS["latency"], "dash": "dot"}),
+            go.Scatter(
+                x=x,
+                y=_values(available * 100),
+                name="availability %",
+                mode="lines",
+                line={"color": COLOURS["availability"]},
+                connectgaps=False,
+            ),
+            go.Scatter(
+                x=x,
+                y=_values(fast * 100),
+                name=f"requests under {objectives.latency_ms:g} ms %",
+                mode="lines",
+                line={"color": COLOURS["latency"]},
+                connectgaps=False,
+            ),
+            go.Scatter(
+                x=[x[0], x[-1]] if x else [],
+                y=[objectives.availability * 100] * (2 if x else 0),
+                name=f"availability target {objectives.availability * 100:g}%",
+                mode="lines",
+                line={"color": COLOURS["target"], "dash": "dash"},
+            ),
+            go.Scatter(
+                x=[x[0], x[-1]] if x else [],
+                y=[objectives.latency_quantile * 100] * (2 if x else 0),
+                name=f"latency target {objectives.latency_quantile * 100:g}% fast",
+                mode="lines",
+                line={"color": COLOURS["latency"], "dash": "dot"},
+            ),
         ]
-    )  # fmt: skip
+    )
     floor = np.nanmin(np.concatenate([available, fast, [objectives.latency_quantile]])) * 100
-    figure.update_layout(**LAYOUT, yaxis={"title": {"text": "% of requests"}, "range": [max(0, floor - 1), 100.2]})
+    figure.update_layout(
+        **LAYOUT, yaxis={"title": {"text": "% of requests"}, "range": [max(0, floor - 1), 100.2]}
+    )
     return _plain(figure)
 
 
@@ -75,14 +102,24 @@ def latency_figure(series: dict, objectives: slo.Objectives) -> dict:
         x = [bucket.start.isoformat() for bucket in buckets]
         starts = starts or x
         traces.append(
-            go.Scatter(x=x, y=[bucket.p99_ms for bucket in buckets], name=f"v{number} p99 ms", mode="lines+markers",
-                       connectgaps=False)
-        )  # fmt: skip
+            go.Scatter(
+                x=x,
+                y=[bucket.p99_ms for bucket in buckets],
+                name=f"v{number} p99 ms",
+                mode="lines+markers",
+                connectgaps=False,
+            )
+        )
     if starts:
         traces.append(
-            go.Scatter(x=[starts[0], starts[-1]], y=[objectives.latency_ms] * 2, mode="lines",
-                       name=f"objective {objectives.latency_ms:g} ms", line={"color": COLOURS["target"], "dash": "dash"})
-        )  # fmt: skip
+            go.Scatter(
+                x=[starts[0], starts[-1]],
+                y=[objectives.latency_ms] * 2,
+                mode="lines",
+                name=f"objective {objectives.latency_ms:g} ms",
+                line={"color": COLOURS["target"], "dash": "dash"},
+            )
+        )
     figure = go.Figure(traces)
     figure.update_layout(**LAYOUT, yaxis={"title": {"text": "p99 latency (ms)"}, "rangemode": "tozero"})
     return _plain(figure)
@@ -99,11 +136,21 @@ def burndown_figure(buckets, objectives: slo.Objectives) -> dict:
         remaining = slo.budget_burndown(buckets.total, bad, target=target, minutes=buckets.minutes)
         hourly = remaining[HOUR - 1 + buckets.minutes % HOUR :: HOUR] if remaining.size else remaining
         colour = COLOURS["availability" if name == "error budget" else "latency"]
-        traces.append(go.Scatter(x=x, y=hourly * 100, name=f"{name} remaining %", mode="lines",
-                                 line={"color": colour}))  # fmt: skip
+        traces.append(
+            go.Scatter(
+                x=x, y=_values(hourly * 100), name=f"{name} remaining %", mode="lines", line={"color": colour}
+            )
+        )
     if x:
-        traces.append(go.Scatter(x=[x[0], x[-1]], y=[0, 0], name="spent", mode="lines",
-                                 line={"color": COLOURS["zero"], "dash": "dash"}))  # fmt: skip
+        traces.append(
+            go.Scatter(
+                x=[x[0], x[-1]],
+                y=[0, 0],
+                name="spent",
+                mode="lines",
+                line={"color": COLOURS["zero"], "dash": "dash"},
+            )
+        )
     figure = go.Figure(traces)
     figure.update_layout(**LAYOUT, yaxis={"title": {"text": "budget remaining %"}})
     return _plain(figure)
@@ -134,15 +181,26 @@ def burn_rates(buckets, objectives: slo.Objectives) -> dict[str, list[dict]]:
 def burn_rate_figure(rates: dict[str, list[dict]], rules=slo.DEFAULT_RULES) -> dict:
     """Burn rate per window, per SLO (log scale), with each rule's factor as a line."""
     traces = [
-        go.Bar(x=[row["window"] for row in rows], y=[row["burn"] for row in rows], name=f"{name} burn rate",
-               marker={"color": COLOURS[name]})
+        go.Bar(
+            x=[row["window"] for row in rows],
+            y=_values([row["burn"] for row in rows]),
+            name=f"{name} burn rate",
+            marker={"color": COLOURS[name]},
+        )
         for name, rows in rates.items()
-    ]  # fmt: skip
+    ]
     figure = go.Figure(traces)
     for factor in sorted({rule.factor for rule in rules}):
         severity = next(rule.severity for rule in rules if rule.factor == factor)
-        figure.add_hline(y=factor, line={"dash": "dash", "color": COLOURS["zero"] if severity == slo.PAGE else "#fd7e14"},
-                         annotation_text=f"{factor:g}x {severity}", annotation_position="top left")  # fmt: skip
-    figure.update_layout(**LAYOUT, barmode="group", yaxis={"title": {"text": "burn rate (1 = budget spent in 30 d)"},
-                                                          "type": "log"})  # fmt: skip
+        figure.add_hline(
+            y=factor,
+            line={"dash": "dash", "color": COLOURS["zero"] if severity == slo.PAGE else "#fd7e14"},
+            annotation_text=f"{factor:g}x {severity}",
+            annotation_position="top left",
+        )
+    figure.update_layout(
+        **LAYOUT,
+        barmode="group",
+        yaxis={"title": {"text": "burn rate (1 = budget spent in 30 d)"}, "type": "log"},
+    )
     return _plain(figure)

@@ -1,4 +1,4 @@
-"""Prediction log rows for the SLO tests, written straight to PostgreSQL (the log writer is tested by serving)."""
+"""Prediction log rows for the SLO tests, written straight to PostgreSQL (serving tests the log writer)."""
 
 import uuid
 from datetime import UTC, datetime, timedelta

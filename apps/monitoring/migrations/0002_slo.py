@@ -6,76 +6,170 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0001_initial'),
-        ('registry', '0002_hardening'),
+        ("monitoring", "0001_initial"),
+        ("registry", "0002_hardening"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SLOTick',
+            name="SLOTick",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField(null=True)),
-                ('last_log_id', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField(null=True)),
+                ("last_log_id", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='SLOStatus',
+            name="SLOStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('evaluated_at', models.DateTimeField()),
-                ('objectives', models.JSONField(help_text='the objectives evaluated against, and their version (0: defaults)')),
-                ('requests', models.PositiveBigIntegerField()),
-                ('errors', models.PositiveBigIntegerField()),
-                ('slow', models.PositiveBigIntegerField()),
-                ('availability', models.FloatField(help_text='None without traffic', null=True)),
-                ('availability_budget', models.FloatField(help_text='remaining share of the error budget', null=True)),
-                ('latency_budget', models.FloatField(help_text='remaining share of the latency budget', null=True)),
-                ('alert', models.CharField(blank=True, help_text='"page", "ticket" or "" (none firing)', max_length=10)),
-                ('low_traffic', models.BooleanField(default=False)),
-                ('rules', models.JSONField(default=list, help_text="each burn-rate rule's state, burn rates and reason")),
-                ('model', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='slo_status', to='registry.registeredmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("evaluated_at", models.DateTimeField()),
+                (
+                    "objectives",
+                    models.JSONField(
+                        help_text="the objectives evaluated against, and their version (0: defaults)"
+                    ),
+                ),
+                ("requests", models.PositiveBigIntegerField()),
+                ("errors", models.PositiveBigIntegerField()),
+                ("slow", models.PositiveBigIntegerField()),
+                ("availability", models.FloatField(help_text="None without traffic", null=True)),
+                (
+                    "availability_budget",
+                    models.FloatField(help_text="remaining share of the error budget", null=True),
+                ),
+                (
+                    "latency_budget",
+                    models.FloatField(help_text="remaining share of the latency budget", null=True),
+                ),
+                (
+                    "alert",
+                    models.CharField(
+                        blank=True, help_text='"page", "ticket" or "" (none firing)', max_length=10
+                    ),
+                ),
+                ("low_traffic", models.BooleanField(default=False)),
+                (
+                    "rules",
+                    models.JSONField(
+                        default=list, help_text="each burn-rate rule's state, burn rates and reason"
+                    ),
+                ),
+                (
+                    "model",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="slo_status",
+                        to="registry.registeredmodel",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'SLO statuses',
+                "verbose_name_plural": "SLO statuses",
             },
         ),
         migrations.CreateModel(
-            name='SLOMinute',
+            name="SLOMinute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField()),
-                ('requests', models.PositiveIntegerField()),
-                ('errors', models.PositiveIntegerField()),
-                ('slow', models.PositiveIntegerField()),
-                ('fallbacks', models.PositiveIntegerField()),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='registry.registeredmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField()),
+                ("requests", models.PositiveIntegerField()),
+                ("errors", models.PositiveIntegerField()),
+                ("slow", models.PositiveIntegerField()),
+                ("fallbacks", models.PositiveIntegerField()),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="registry.registeredmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model', 'minute'],
-                'constraints': [models.UniqueConstraint(fields=('model', 'minute'), name='slo_minute_unique')],
+                "ordering": ["model", "minute"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("model", "minute"), name="slo_minute_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SLOObjective',
+            name="SLOObjective",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('availability', models.FloatField(help_text='share of requests answered without error, e.g. 0.999')),
-                ('latency_ms', models.FloatField(help_text='a request slower than this is slow')),
-                ('latency_quantile', models.FloatField(help_text='share of requests that must not be slow, e.g. 0.99 (p99)')),
-                ('min_events', models.PositiveIntegerField(help_text='requests needed in both windows of a burn-rate rule before it may fire (low traffic)')),
-                ('note', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slo_objectives', to='registry.registeredmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "availability",
+                    models.FloatField(help_text="share of requests answered without error, e.g. 0.999"),
+                ),
+                ("latency_ms", models.FloatField(help_text="a request slower than this is slow")),
+                (
+                    "latency_quantile",
+                    models.FloatField(help_text="share of requests that must not be slow, e.g. 0.99 (p99)"),
+                ),
+                (
+                    "min_events",
+                    models.PositiveIntegerField(
+                        help_text="requests needed in both windows of a burn-rate rule before it may fire (low traffic)"
+                    ),
+                ),
+                ("note", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="slo_objectives",
+                        to="registry.registeredmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model', '-version'],
-                'constraints': [models.UniqueConstraint(fields=('model', 'version'), name='slo_objective_version_unique'), models.CheckConstraint(condition=models.Q(('availability__gt', 0), ('availability__lt', 1), ('latency_quantile__gt', 0), ('latency_quantile__lt', 1), ('latency_ms__gt', 0)), name='slo_objective_targets_in_range')],
+                "ordering": ["model", "-version"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("model", "version"), name="slo_objective_version_unique"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("availability__gt", 0),
+                            ("availability__lt", 1),
+                            ("latency_quantile__gt", 0),
+                            ("latency_quantile__lt", 1),
+                            ("latency_ms__gt", 0),
+                        ),
+                        name="slo_objective_targets_in_range",
+                    ),
+                ],
             },
         ),
     ]
