@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "apps.governance",
     "apps.training",
     "apps.serving",
+    "apps.outbox",
+    "apps.alerts",
     "apps.monitoring",
 ]
 
@@ -198,6 +200,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60,
         "options": {"expires": 60},
     },
+    "deliver-pending-alert-notifications": {
+        "task": "apps.alerts.tasks.deliver_pending_alert_notifications",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
     "expire-promotions": {
         "task": "apps.governance.tasks.expire_promotions",
         "schedule": 300,
@@ -259,8 +266,9 @@ GOVERNANCE_WEBHOOK_URL = env.str("GOVERNANCE_WEBHOOK_URL", default="")
 GOVERNANCE_WEBHOOK_SECRET = env.str("GOVERNANCE_WEBHOOK_SECRET", default="")
 if GOVERNANCE_WEBHOOK_URL and not GOVERNANCE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("GOVERNANCE_WEBHOOK_URL is set: GOVERNANCE_WEBHOOK_SECRET must be set too.")
-# --- governance: notification retries (first retry after this many seconds, doubling, at most 600) ---
-GOVERNANCE_NOTIFICATION_RETRY_SECONDS = env.float("GOVERNANCE_NOTIFICATION_RETRY_SECONDS", default=10.0)
+# --- the outbox (governance's notifications, alerts): a failed mail or webhook call is retried after
+# this many seconds, doubling, at most 600.
+OUTBOX_RETRY_SECONDS = env.float("OUTBOX_RETRY_SECONDS", default=10.0)
 
 # --- serving (apps/serving: the scoring API and its inference processes) -----------------------
 
@@ -283,9 +291,17 @@ SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
 # Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
-# Who is mailed when a model's circuit breaker opens (comma-separated); the governance webhook is
-# called too, signed the same way.
-SERVING_ONCALL_EMAILS = env.list("SERVING_ONCALL_EMAILS", default=[])
+
+# --- alerts (apps/alerts): on-call hears of every new alert ---------------------------------------
+
+# Who is mailed a new page or ticket alert (comma-separated).
+ALERTS_ONCALL_EMAILS = env.list("ALERTS_ONCALL_EMAILS", default=[])
+# The on-call system's webhook (PagerDuty, Opsgenie, a chat bridge...): each alert raised, acknowledged
+# or resolved is POSTed as JSON signed with HMAC-SHA256 of the body. Unset: the governance webhook.
+ALERTS_WEBHOOK_URL = env.str("ALERTS_WEBHOOK_URL", default=GOVERNANCE_WEBHOOK_URL)
+ALERTS_WEBHOOK_SECRET = env.str("ALERTS_WEBHOOK_SECRET", default=GOVERNANCE_WEBHOOK_SECRET)
+if ALERTS_WEBHOOK_URL and not ALERTS_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ALERTS_WEBHOOK_URL is set: ALERTS_WEBHOOK_SECRET must be set too.")
 
 # --- auth --------------------------------------------------------------------------------------
 

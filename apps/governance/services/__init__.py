@@ -21,7 +21,6 @@ from .delivery import (
     notification_deliver,
     notification_retry_in,
     notifications_schedule_due,
-    webhook_signature,
 )
 from .evidence import evidence_refresh, evidence_refresh_for_model
 from .policy import policy_publish, policy_validate
@@ -51,5 +50,4 @@ __all__ = [
     "promotion_withdraw",
     "promotions_expire",
     "promotions_publish_schedule",
-    "webhook_signature",
 ]
