@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.outbox",
     "apps.alerts",
+    "apps.monitoring",
     "apps.deployments",
 ]
 
@@ -103,7 +104,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
                 "apps.governance.context.inbox",
-                "apps.serving.views.open_breakers",
+                "apps.alerts.context.alerts",
             ],
         },
     },
@@ -340,6 +341,21 @@ ALERTS_WEBHOOK_URL = env.str("ALERTS_WEBHOOK_URL", default=GOVERNANCE_WEBHOOK_UR
 ALERTS_WEBHOOK_SECRET = env.str("ALERTS_WEBHOOK_SECRET", default=GOVERNANCE_WEBHOOK_SECRET)
 if ALERTS_WEBHOOK_URL and not ALERTS_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ALERTS_WEBHOOK_URL is set: ALERTS_WEBHOOK_SECRET must be set too.")
+
+# --- monitoring: SLOs of the production models (apps/monitoring/slo.py; per model: SLOObjective) ---
+
+# The defaults a model is held to until it has objectives of its own: the design's availability 99.9%
+# (errors < 0.1%) and p99 latency 100 ms, over 30 days; a burn-rate rule needs SLO_MIN_EVENTS requests
+# in each of its windows before it may fire (low traffic is said, not paged).
+SLO_AVAILABILITY_TARGET = env.float("SLO_AVAILABILITY_TARGET", default=0.999)
+SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
+SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
+SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
+CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
+    "task": "apps.monitoring.tasks.evaluate_slos",
+    "schedule": 60,
+    "options": {"expires": 60},
+}
 
 # --- auth --------------------------------------------------------------------------------------
 
