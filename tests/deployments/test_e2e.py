@@ -359,6 +359,7 @@ def test_worker_killed_mid_canary_resumes_and_completes_once(serving, processes,
 
 def test_no_traffic_is_inconclusive_and_pauses_for_a_person(serving, processes, data_scientist):
     ModelVersion.objects.filter(pk=serving.version(2).pk).update(stage=Stage.STAGING)
+    RolloutPolicy.objects.filter(model=serving.model).update(inconclusive_limit=1)  # pause at the second
     worker = processes("worker")
     processes("beat")
     completed_request(serving, 2, Stage.PRODUCTION, data_scientist)
