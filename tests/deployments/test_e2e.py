@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from apps.alerts.models import Alert
 from apps.audit.models import AuditEvent
-from apps.deployments.models import AnalysisMeasurement, Rollout, RolloutPolicy, StagingTestResult
+from apps.deployments.models import Rollout, RolloutPolicy, StagingTestResult
 from apps.governance import services as governance
 from apps.governance.models import PromotionRequest
 from apps.governance.selectors import policy_current
@@ -219,7 +219,7 @@ def simulate(processes, deployed: Deployed, *, seconds: float, rps: float = 80) 
         [sys.executable, "manage.py", "simulate_traffic", "--model", deployed.name, "--rps", str(rps),
          "--duration", str(seconds), "--url", processes.url, "--token", deployed.token, "--seed", "3"],
         cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url_for_subprocess()},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -284,9 +284,6 @@ def test_staging_then_healthy_canary_to_full_rollout(
         canary = worker.wait_for(rollout_of(serving, "canary", candidate=2), timeout=180)
     finally:
         traffic.terminate()
-        print(list(Rollout.objects.filter(model=serving.model).values("kind", "state", "candidate__version")))
-        print(list(AnalysisMeasurement.objects.values_list("metric", "verdict", "message")))
-        print(traffic.communicate()[0].decode()[-2000:])
     seen = list(canary.measurements.values_list("metric", "verdict", "message"))
     assert canary.state == Rollout.State.SUCCEEDED, (canary.reason, seen)
     assert set(canary.measurements.values_list("verdict", flat=True)) <= {"successful", "inconclusive"}
