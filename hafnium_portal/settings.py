@@ -67,6 +67,10 @@ INSTALLED_APPS = [
     "apps.governance",
     "apps.training",
     "apps.serving",
+    "apps.outbox",
+    "apps.alerts",
+    "apps.monitoring",
+    "apps.deployments",
 ]
 
 MIDDLEWARE = [
@@ -100,7 +104,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
                 "apps.governance.context.inbox",
-                "apps.serving.views.open_breakers",
+                "apps.alerts.context.alerts",
             ],
         },
     },
@@ -197,6 +201,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60,
         "options": {"expires": 60},
     },
+    "deliver-pending-alert-notifications": {
+        "task": "apps.alerts.tasks.deliver_pending_alert_notifications",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
     "expire-promotions": {
         "task": "apps.governance.tasks.expire_promotions",
         "schedule": 300,
@@ -207,6 +216,19 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("REGISTRY_SYNC_INTERVAL", default=60),
         "options": {"expires": 60},
     },
+}
+
+# --- deployments: the rollout controller (apps/deployments) ----------------------------------------
+
+# The controller's beat tick: every active rollout is advanced this often. Timings of a rollout
+# (analysis interval, steps, deadline) are its policy's (RolloutPolicy, data), not settings.
+DEPLOYMENTS_TICK_SECONDS = env.float("DEPLOYMENTS_TICK_SECONDS", default=2.0)
+DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT = env.int("DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT", default=300)
+CELERY_BEAT_SCHEDULE["deployments-controller-tick"] = {
+    "task": "apps.deployments.tasks.controller_tick",
+    "schedule": DEPLOYMENTS_TICK_SECONDS,
+    # A tick that waited longer than its interval is dropped: the next one does the same work.
+    "options": {"expires": max(DEPLOYMENTS_TICK_SECONDS, 1.0)},
 }
 
 # --- audit: signed checkpoints of the trail's head (apps/audit/checkpoints.py) ----------------------
@@ -258,8 +280,9 @@ GOVERNANCE_WEBHOOK_URL = env.str("GOVERNANCE_WEBHOOK_URL", default="")
 GOVERNANCE_WEBHOOK_SECRET = env.str("GOVERNANCE_WEBHOOK_SECRET", default="")
 if GOVERNANCE_WEBHOOK_URL and not GOVERNANCE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("GOVERNANCE_WEBHOOK_URL is set: GOVERNANCE_WEBHOOK_SECRET must be set too.")
-# --- governance: notification retries (first retry after this many seconds, doubling, at most 600) ---
-GOVERNANCE_NOTIFICATION_RETRY_SECONDS = env.float("GOVERNANCE_NOTIFICATION_RETRY_SECONDS", default=10.0)
+# --- the outbox (governance's notifications, alerts): a failed mail or webhook call is retried after
+# this many seconds, doubling, at most 600.
+OUTBOX_RETRY_SECONDS = env.float("OUTBOX_RETRY_SECONDS", default=10.0)
 
 # --- serving (apps/serving: the scoring API and its inference processes) -----------------------
 
@@ -280,11 +303,59 @@ SERVING_LOAD_RETRY = env.float("SERVING_LOAD_RETRY", default=30.0)
 SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 # The prediction log stream is capped at about this many entries (oldest dropped if the writer stops).
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
-# Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
+# Prediction logs older than this many days are dropped by the `serving-logs-maintain` beat task (0: kept
+# forever): on PostgreSQL a day's partition is dropped once the whole day is past the retention.
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
-# Who is mailed when a model's circuit breaker opens (comma-separated); the governance webhook is
-# called too, signed the same way.
-SERVING_ONCALL_EMAILS = env.list("SERVING_ONCALL_EMAILS", default=[])
+# PostgreSQL: the beat task keeps the partitions of today and this many days ahead created.
+SERVING_LOG_PARTITIONS_AHEAD = env.int("SERVING_LOG_PARTITIONS_AHEAD", default=7)
+CELERY_BEAT_SCHEDULE["serving-logs-maintain"] = {
+    "task": "apps.serving.tasks.logs_maintain",
+    "schedule": 3600,
+    "options": {"expires": 3600},
+}
+# Every routing table in force is published from PostgreSQL to Redis again this often (a Redis that
+# restarted empty routes by the database's tables again within this time).
+SERVING_ROUTES_PUBLISH_INTERVAL = env.int("SERVING_ROUTES_PUBLISH_INTERVAL", default=60)
+CELERY_BEAT_SCHEDULE["publish-routing-tables"] = {
+    "task": "apps.serving.tasks.publish_routing_tables",
+    "schedule": SERVING_ROUTES_PUBLISH_INTERVAL,
+    "options": {"expires": SERVING_ROUTES_PUBLISH_INTERVAL},
+}
+# Versions that may answer traffic and were never compiled (the task at registration was lost) are
+# compiled by this sweep.
+CELERY_BEAT_SCHEDULE["compile-missing-scorers"] = {
+    "task": "apps.serving.tasks.compile_missing_scorers",
+    "schedule": env.int("SERVING_COMPILE_SWEEP_INTERVAL", default=600),
+    "options": {"expires": 600},
+}
+# Where workers reach the inference service (staging tests of a rollout score through it).
+HAFNIUM_INFERENCE_URL = env.str("HAFNIUM_INFERENCE_URL", default="http://127.0.0.1:8001")
+
+# --- alerts (apps/alerts): on-call hears of every new alert ---------------------------------------
+
+# Who is mailed a new page or ticket alert (comma-separated).
+ALERTS_ONCALL_EMAILS = env.list("ALERTS_ONCALL_EMAILS", default=[])
+# The on-call system's webhook (PagerDuty, Opsgenie, a chat bridge...): each alert raised, acknowledged
+# or resolved is POSTed as JSON signed with HMAC-SHA256 of the body. Unset: the governance webhook.
+ALERTS_WEBHOOK_URL = env.str("ALERTS_WEBHOOK_URL", default=GOVERNANCE_WEBHOOK_URL)
+ALERTS_WEBHOOK_SECRET = env.str("ALERTS_WEBHOOK_SECRET", default=GOVERNANCE_WEBHOOK_SECRET)
+if ALERTS_WEBHOOK_URL and not ALERTS_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ALERTS_WEBHOOK_URL is set: ALERTS_WEBHOOK_SECRET must be set too.")
+
+# --- monitoring: SLOs of the production models (apps/monitoring/slo.py; per model: SLOObjective) ---
+
+# The defaults a model is held to until it has objectives of its own: the design's availability 99.9%
+# (errors < 0.1%) and p99 latency 100 ms, over 30 days; a burn-rate rule needs SLO_MIN_EVENTS requests
+# in each of its windows before it may fire (low traffic is said, not paged).
+SLO_AVAILABILITY_TARGET = env.float("SLO_AVAILABILITY_TARGET", default=0.999)
+SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
+SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
+SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
+CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
+    "task": "apps.monitoring.tasks.evaluate_slos",
+    "schedule": 60,
+    "options": {"expires": 60},
+}
 
 # --- auth --------------------------------------------------------------------------------------
 
@@ -340,7 +411,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Stages appear as `stage`, `from_stage` and `to_stage`: one enum, one name.
-    "ENUM_NAME_OVERRIDES": {"StageEnum": "apps.registry.models.Stage"},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "apps.registry.models.Stage",
+        # A rollout's state appears as `state`, `from_state` and `to_state`.
+        "RolloutStateEnum": "apps.deployments.models.State",
+    },
 }
 
 # --- i18n, static ------------------------------------------------------------------------------

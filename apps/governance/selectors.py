@@ -17,6 +17,7 @@ from apps.registry.selectors import models_visible_to, production_version
 from hafnium_portal.errors import Conflict, DomainError
 
 from .models import DEFAULT_RULES, Approval, PromotionPolicy, PromotionRequest, RequestComment
+from .prechecks import prechecks_registered
 
 Status = PromotionRequest.Status
 
@@ -88,16 +89,7 @@ def prechecks_for(version: ModelVersion, to_stage: str, policy: PromotionPolicy)
                 f"{production.metrics['roc_auc']:.4f} (margin {policy.metric_margin})",
             }
         )
-    if to_stage == Stage.PRODUCTION:
-        # Rollouts (staging tests) are not built yet: the check says so instead of passing silently.
-        checks.append(
-            {
-                "name": "Staging tests",
-                "hard": False,
-                "passed": None,
-                "detail": "no staging test results recorded",
-            }
-        )
+    checks += [check(version) for check in prechecks_registered(to_stage)]
     return checks
 
 
@@ -249,6 +241,16 @@ def with_active_approvals(requests: QuerySet[PromotionRequest]) -> QuerySet[Prom
     """Each request's standing approvals as `active_approvals`, one query for a page of requests."""
     active = Approval.objects.filter(voided_at__isnull=True).select_related("approver")
     return requests.prefetch_related(Prefetch("approvals", queryset=active, to_attr="active_approvals"))
+
+
+def with_missing_roles(promotions) -> list[PromotionRequest]:
+    """The requests (read `with_active_approvals`), each with `missing_roles`: the required roles whose
+    decision is still awaited."""
+    rows = list(promotions)
+    for promotion in rows:
+        filled = {approval.role for approval in promotion.active_approvals}
+        promotion.missing_roles = [role for role in promotion.required_roles if role not in filled]
+    return rows
 
 
 def with_decisions(requests: QuerySet[PromotionRequest]) -> QuerySet[PromotionRequest]:

@@ -112,6 +112,44 @@ class FallbackRule(models.Model):
         }
 
 
+class RoutingTable(models.Model):
+    """One revision of a model's routing table in one environment; the newest is in force. Never edited.
+
+    `weights` maps version numbers (text: JSON's keys) to basis points that sum to 10,000; empty means
+    the Production version answers everything (production) or nothing answers (staging). PostgreSQL is
+    the source of truth, Redis holds a copy of the newest revision for the scoring path (routing.py).
+    """
+
+    class Environment(models.TextChoices):
+        PRODUCTION = "production"
+        STAGING = "staging"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="routing_tables")
+    environment = models.CharField(max_length=10, choices=Environment.choices)
+    revision = models.PositiveIntegerField()
+    weights = models.JSONField(default=dict, blank=True, help_text="version -> basis points (sum 10,000)")
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "environment", "-revision"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "environment", "revision"], name="routing_table_revision_unique"
+            )
+        ]
+        # The staging environment has clients of its own: a production token is refused there.
+        permissions = [("score_staging", "Can call the scoring API's staging environment")]
+
+    def __str__(self) -> str:
+        return f"{self.environment} routing of {self.model} r{self.revision}"
+
+    @property
+    def versions(self) -> dict[int, int]:
+        return {int(number): int(points) for number, points in self.weights.items()}
+
+
 class BreakerTransition(models.Model):
     """One move of a version's circuit breaker (closed, open, probe), as an inference process saw it."""
 
@@ -128,31 +166,6 @@ class BreakerTransition(models.Model):
 
     def __str__(self) -> str:
         return f"breaker of {self.model} v{self.version}: {self.from_state} -> {self.to_state}"
-
-
-class ServingAlert(models.Model):
-    """On-call alerts of serving (mail, signed webhook), written with the event and delivered after."""
-
-    class Channel(models.TextChoices):
-        EMAIL = "email"
-        WEBHOOK = "webhook"
-
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    event = models.CharField(max_length=50)
-    recipients = models.JSONField(default=list, blank=True)
-    subject = models.CharField(max_length=300, blank=True)
-    body = models.TextField(blank=True)
-    payload = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.channel} {self.event} #{self.pk}"
 
 
 class FloatArrayField(models.Field):
@@ -201,7 +214,7 @@ class PredictionLog(models.Model):
         FALLBACK = "fallback"
         ERROR = "error"
 
-    request_id = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(max_length=64)
     transaction_id = models.CharField(max_length=200, db_index=True)
     entity_id = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+", db_index=False)
@@ -214,10 +227,19 @@ class PredictionLog(models.Model):
     latency_ms = models.FloatField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OK)
     created_at = models.DateTimeField()
+    environment = models.CharField(max_length=20, default="production")
+    embedding = FloatArrayField(
+        null=True, blank=True, help_text="the item's embedding, logged, not a model input"
+    )
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["model", "created_at"], name="predictionlog_model_time")]
+        # With the partition key: PostgreSQL's unique keys of a partitioned table must include it. An
+        # entry replayed from the stream carries the same created_at, so it still conflicts.
+        constraints = [
+            models.UniqueConstraint(fields=["request_id", "created_at"], name="predictionlog_request_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.transaction_id} {self.score:.4f} {self.decision}"

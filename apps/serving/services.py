@@ -1,28 +1,25 @@
 """Serving's actions: scoring clients, serving policies, fallback rules, labels, logs, breaker events."""
 
-import hashlib
-import hmac
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+import math
+from datetime import UTC, date, datetime, timedelta
 
-import requests
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from apps.accounts.roles import Role, roles_of
+from apps.alerts.services import alert_raise, alert_resolve
 from apps.audit.services import audit_record
 from apps.registry.models import RegisteredModel
 from hafnium_portal.errors import Conflict, DomainError
 
-from . import config
+from . import config, partitions
 from .models import (
     SCORING_CLIENT_GROUP,
     BreakerTransition,
@@ -30,7 +27,6 @@ from .models import (
     FallbackRule,
     Feedback,
     PredictionLog,
-    ServingAlert,
     ServingPolicy,
 )
 
@@ -39,18 +35,33 @@ log = logging.getLogger(__name__)
 # --- scoring clients -----------------------------------------------------------------------------
 
 
-def scoring_group() -> Group:
-    """The "Scoring client" group, holding the `serving.score` permission and nothing else."""
-    group, _ = Group.objects.get_or_create(name=SCORING_CLIENT_GROUP)
-    permission = Permission.objects.get(content_type__app_label="serving", codename="score")
-    group.permissions.set([permission])
+# The group of the staging environment's clients; it holds `serving.score_staging` only.
+STAGING_SCORING_CLIENT_GROUP = "Staging scoring client"
+# The client a worker scores the staging environment with (a rollout's staging tests).
+STAGING_TESTS_CLIENT = "staging-tests"
+
+
+def _client_group(name: str, codename: str) -> Group:
+    group, _ = Group.objects.get_or_create(name=name)
+    group.permissions.set([Permission.objects.get(content_type__app_label="serving", codename=codename)])
     return group
 
 
+def scoring_group() -> Group:
+    """The "Scoring client" group, holding the `serving.score` permission and nothing else."""
+    return _client_group(SCORING_CLIENT_GROUP, "score")
+
+
+def staging_scoring_group() -> Group:
+    """The "Staging scoring client" group, holding the `serving.score_staging` permission and nothing else."""
+    return _client_group(STAGING_SCORING_CLIENT_GROUP, "score_staging")
+
+
 @transaction.atomic
-def scoring_client_create(*, actor, name: str) -> tuple[object, str]:
+def scoring_client_create(*, actor, name: str, staging: bool = False) -> tuple[object, str]:
     """A service account allowed to score (and nothing else), with its API token; idempotent by name.
 
+    `staging`: a client of the staging environment (`?environment=staging`) instead of production.
     Returns (user, token key). An existing client keeps its token.
     """
     if not name or len(name) > 150 or "\x00" in name or not name.replace("-", "").replace("_", "").isalnum():
@@ -62,18 +73,31 @@ def scoring_client_create(*, actor, name: str) -> tuple[object, str]:
     created = user is None
     if created:
         user = User.objects.create_user(username=name, email="")  # no password: it cannot sign in
-    user.groups.add(scoring_group())
+    group = staging_scoring_group() if staging else scoring_group()
+    joined = not user.groups.filter(pk=group.pk).exists()
+    user.groups.add(group)
     token, _ = Token.objects.get_or_create(user=user)
-    if created:
-        audit_record(actor=actor, action="serving.client_created", obj=user, after={"name": name})
+    if created or joined:
+        audit_record(
+            actor=actor,
+            action="serving.client_created",
+            obj=user,
+            after={"name": name, "environment": "staging" if staging else "production"},
+        )
     config.bump()
     return user, token.key
+
+
+def staging_client_token() -> str:
+    """The token of the `staging-tests` client (created the first time), for workers scoring staging."""
+    return scoring_client_create(actor=None, name=STAGING_TESTS_CLIENT, staging=True)[1]
 
 
 @transaction.atomic
 def scoring_client_rotate(*, actor, name: str) -> str:
     """A new token for the client; the old one stops working at once (in every process)."""
-    user = get_user_model().objects.filter(username=name, groups__name=SCORING_CLIENT_GROUP).first()
+    groups = [SCORING_CLIENT_GROUP, STAGING_SCORING_CLIENT_GROUP]
+    user = get_user_model().objects.filter(username=name, groups__name__in=groups).distinct().first()
     if user is None:
         raise DomainError(f"No scoring client named {name}.")
     Token.objects.filter(user=user).delete()
@@ -231,8 +255,26 @@ def _field(fields: dict, name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _embedding(text: str) -> list[float] | None:
+    """An entry's embedding: a JSON list of finite numbers, or nothing (older entries have no field)."""
+    if not text:
+        return None
+    values = json.loads(text)
+    if not isinstance(values, list) or not all(
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        for value in values
+    ):
+        raise ValueError("embedding is not a list of finite numbers")
+    return [float(value) for value in values] or None
+
+
 def logs_write(entries: list[dict]) -> int:
-    """Insert a batch of log entries (multi-row INSERT, ON CONFLICT (request_id) DO NOTHING)."""
+    """Insert a batch of log entries (multi-row INSERT ... ON CONFLICT DO NOTHING: a replayed entry has the
+    same request_id and created_at, so it is not written twice).
+
+    On PostgreSQL, a batch holding a day without a partition creates it and is inserted again
+    (`partitions` says why on demand rather than a default partition).
+    """
     rows = []
     for fields in entries:
         try:
@@ -251,29 +293,61 @@ def logs_write(entries: list[dict]) -> int:
                     latency_ms=float(_field(fields, "latency_ms")),
                     status=_field(fields, "status"),
                     created_at=_at(_field(fields, "created_at")),
+                    environment=_field(fields, "environment") or "production",
+                    embedding=_embedding(_field(fields, "embedding")),
                 )
             )
         except (ValueError, TypeError) as exc:  # a malformed entry is skipped, not retried forever
             log.error("dropping a malformed prediction log entry %r: %s", fields, exc)
-    with transaction.atomic():
-        PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    if not rows:
+        return 0
+    try:
+        with transaction.atomic():
+            PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    except IntegrityError as exc:
+        if not (partitions.partitioned() and partitions.is_missing_partition(exc)):
+            raise
+        created = partitions.partitions_ensure({row.created_at.astimezone(UTC).date() for row in rows})
+        log.warning("created prediction log partitions on demand for %s", ", ".join(map(str, created)))
+        with transaction.atomic():
+            PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
     return len(rows)
 
 
-def logs_purge(*, retention_days: int) -> int:
-    if retention_days <= 0:
-        return 0
-    cutoff = timezone.now() - timedelta(days=retention_days)
-    deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+def logs_maintain(*, days_ahead: int, retention_days: int, today: date | None = None) -> dict:
+    """Keep the prediction log's days: on PostgreSQL create the partitions of today and the next
+    `days_ahead` days and drop those of the days wholly older than `retention_days` (a dropped
+    partition, not a DELETE); on SQLite delete the rows older than the retention.
+
+    Safe to run twice or at once (the DDL takes an advisory lock and skips what is done).
+    Returns what it did: {"created": [days], "dropped": [days]} or {"deleted": rows}.
+    """
+    today = today or timezone.now().astimezone(UTC).date()
+    if not partitions.partitioned():
+        deleted = 0
+        if retention_days > 0:
+            cutoff = timezone.now() - timedelta(days=retention_days)
+            deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
+        return {"deleted": deleted}
+    created = partitions.partitions_ensure(today + timedelta(days=ahead) for ahead in range(days_ahead + 1))
+    # A day's partition goes once all of it is older than the retention: rows live retention_days to
+    # retention_days + 1 days.
+    dropped = (
+        partitions.partitions_drop_before(today - timedelta(days=retention_days))
+        if retention_days > 0
+        else []
+    )
+    if created or dropped:
+        log.info("prediction log partitions: created %s, dropped %s", created, dropped)
+    return {"created": created, "dropped": dropped}
 
 
-# --- breaker events and on-call alerts -----------------------------------------------------------
+# --- breaker events and their alerts --------------------------------------------------------------
 
 
 @transaction.atomic
 def breaker_event_record(*, event_id: str, fields: dict) -> BreakerTransition | None:
-    """One breaker transition seen by an inference process: a row, an audit event, alerts on opening.
+    """One breaker transition seen by an inference process: a row, an audit event, an alert while open.
 
     Idempotent on the stream entry id (a replay after a crash records nothing twice).
     """
@@ -298,72 +372,29 @@ def breaker_event_record(*, event_id: str, fields: dict) -> BreakerTransition | 
         after={"state": to_state, "version": transition.version, "reason": transition.reason,
                "process": _field(fields, "host")},
     )  # fmt: skip
-    if to_state == "open":
-        _alert_breaker_open(transition)
+    _breaker_alert(transition)
     return transition
 
 
-def _alert_breaker_open(transition: BreakerTransition) -> None:
-    subject = f"[Hafnium] Circuit breaker open: {transition.model} v{transition.version}"
-    body = (
-        f"The circuit breaker of {transition.model} v{transition.version} opened at "
-        f"{transition.at:%Y-%m-%d %H:%M:%S} UTC: {transition.reason}\n\n"
-        "The rules-only scorer answers its transactions until a probe succeeds.\n"
-        f"{settings.PORTAL_BASE_URL.rstrip('/')}/models/{transition.model.pk}/\n"
-    )
-    if settings.SERVING_ONCALL_EMAILS:
-        ServingAlert.objects.create(
-            channel=ServingAlert.Channel.EMAIL,
-            event="serving.breaker_open",
-            recipients=list(settings.SERVING_ONCALL_EMAILS),
-            subject=subject,
-            body=body,
+BREAKER_ALERT_SOURCE = "serving.breaker"
+
+
+def _breaker_alert(transition: BreakerTransition) -> None:
+    """Opening pages on-call (one alert per model version while open); closing resolves it."""
+    key = f"{transition.model.name}:{transition.version}"
+    if transition.to_state == "open":
+        alert_raise(
+            source=BREAKER_ALERT_SOURCE,
+            key=key,
+            severity="page",
+            title=f"Circuit breaker open: {transition.model.name} v{transition.version}",
+            detail=(
+                f"The circuit breaker of {transition.model.name} v{transition.version} opened at "
+                f"{transition.at:%Y-%m-%d %H:%M:%S} UTC: {transition.reason}\n"
+                "The rules-only scorer answers its transactions until a probe succeeds."
+            ),
+            model=transition.model,
+            link=reverse("registry:model-detail", args=[transition.model.name]),
         )
-    if settings.GOVERNANCE_WEBHOOK_URL:
-        ServingAlert.objects.create(
-            channel=ServingAlert.Channel.WEBHOOK,
-            event="serving.breaker_open",
-            payload={
-                "event": "serving.breaker_open",
-                "at": transition.at.isoformat(),
-                "model": transition.model.name,
-                "version": transition.version,
-                "reason": transition.reason,
-            },
-        )
-
-
-def webhook_signature(body: bytes) -> str:
-    """The same signature as the governance webhook: HMAC-SHA256 of the body with the shared secret."""
-    return "sha256=" + hmac.new(settings.GOVERNANCE_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
-ALERT_ATTEMPTS = 20
-
-
-def alert_deliver(*, alert: ServingAlert) -> bool:
-    """Send one alert (at least once) and mark it sent; a failure is recorded on it."""
-    ServingAlert.objects.filter(pk=alert.pk).update(attempts=F("attempts") + 1)
-    try:
-        if alert.channel == ServingAlert.Channel.EMAIL:
-            send_mail(alert.subject, alert.body, None, alert.recipients)
-        else:
-            body = json.dumps(alert.payload, sort_keys=True).encode()
-            response = requests.post(
-                settings.GOVERNANCE_WEBHOOK_URL,
-                data=body,
-                headers={"Content-Type": "application/json", "X-Hafnium-Signature": webhook_signature(body)},
-                timeout=10,
-            )
-            response.raise_for_status()
-    except Exception as exc:
-        ServingAlert.objects.filter(pk=alert.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
-        return False
-    return bool(ServingAlert.objects.filter(pk=alert.pk, sent_at__isnull=True).update(sent_at=timezone.now()))
-
-
-def alerts_deliver_pending() -> int:
-    sent = 0
-    for alert in ServingAlert.objects.filter(sent_at__isnull=True, attempts__lt=ALERT_ATTEMPTS)[:50]:
-        sent += alert_deliver(alert=alert)
-    return sent
+    elif transition.to_state == "closed":
+        alert_resolve(source=BREAKER_ALERT_SOURCE, key=key, note="A probe succeeded: the breaker closed.")

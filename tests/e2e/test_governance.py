@@ -11,13 +11,15 @@ from apps.accounts.roles import Role
 from apps.governance.models import PromotionRequest
 from apps.registry.models import ModelVersion, Stage
 from apps.registry.services import model_card_edit
-from tests.governance.conftest import CARD
+from tests.governance.conftest import CARD, staging_tests_passed
 
 
 @pytest.fixture
 def fraud_model(fraud_model, data_scientist):
-    """fraud-scorer with a complete model card: its hard pre-checks pass."""
+    """fraud-scorer with a complete model card and its Staging version's tests passed: its hard
+    pre-checks pass."""
     model_card_edit(actor=data_scientist, model=fraud_model, **CARD)
+    staging_tests_passed(fraud_model)
     return fraud_model
 
 
@@ -125,7 +127,8 @@ def test_production_needs_model_risk_then_compliance_and_the_requester_may_not_a
     )
     expect(panel.locator("[data-role='Compliance']")).to_contain_text("cora")
     assert len(dialogs) == 2  # every press asked for confirmation
-    assert ModelVersion.objects.get(model=fraud_model, version=2).stage == Stage.PRODUCTION
+    # Approved: the canary (apps.deployments) takes over, and moves the stage when it succeeds.
+    assert ModelVersion.objects.get(model=fraud_model, version=2).stage == Stage.STAGING
 
 
 def test_compliance_rejects_and_the_requester_reads_why(

@@ -14,6 +14,7 @@ from .decisions import (
     promotion_publish_postpone,
     promotion_reject,
     promotions_publish_schedule,
+    promotions_supersede,
 )
 from .delivery import (
     NOTIFICATION_ATTEMPTS,
@@ -21,7 +22,6 @@ from .delivery import (
     notification_deliver,
     notification_retry_in,
     notifications_schedule_due,
-    webhook_signature,
 )
 from .evidence import evidence_refresh, evidence_refresh_for_model
 from .policy import policy_publish, policy_validate
@@ -51,5 +51,5 @@ __all__ = [
     "promotion_withdraw",
     "promotions_expire",
     "promotions_publish_schedule",
-    "webhook_signature",
+    "promotions_supersede",
 ]
