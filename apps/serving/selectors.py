@@ -58,6 +58,7 @@ def fallback_rules(model: RegisteredModel) -> list[FallbackRule]:
 
 
 def serving_summary(model: RegisteredModel) -> dict:
+    """The Serving panel: what answers, breakers, and the last hour of production per version."""
     servable = list(
         model.versions.filter(stage__in=SERVABLE_STAGES).order_by("-version").values_list("version", "stage")
     )
@@ -66,30 +67,36 @@ def serving_summary(model: RegisteredModel) -> dict:
         routes = router.parse_table(hotpath.redis_client().hgetall(hotpath.ROUTES_KEY.format(model.name)))
     except Exception:
         routes = {}
-    since = timezone.now() - WINDOW
-    rows = list(
-        PredictionLog.objects.filter(model=model, created_at__gte=since).values_list(
-            "created_at", "latency_ms", "fallback"
+    until = timezone.now()
+    since = until - WINDOW
+    stats = version_stats(model, since=since, until=until)
+    requests = sum(version.requests for version in stats.values())
+    series = timeseries(model, since=since, until=until, step_seconds=60)
+    data = []
+    for number, buckets in series.items():
+        minutes = [bucket.start.isoformat() for bucket in buckets]
+        data.append(
+            {
+                "x": minutes,
+                "y": [round(b.requests / 60.0, 3) for b in buckets],
+                "name": f"v{number} requests/s",
+                "type": "scatter",
+                "mode": "lines",
+            }
         )
-    )
-    minutes, rate, p99 = [], [], []
-    fallback_share = None
-    if rows:
-        at = np.array([(row[0] - since).total_seconds() // 60 for row in rows], dtype=np.int64)
-        latency = np.array([row[1] for row in rows], dtype=np.float64)
-        fallback = np.array([row[2] for row in rows], dtype=bool)
-        fallback_share = float(fallback.mean())
-        for minute in np.unique(at):
-            chosen = latency[at == minute]
-            minutes.append((since + timedelta(minutes=int(minute))).isoformat())
-            rate.append(round(len(chosen) / 60.0, 3))
-            p99.append(round(float(np.percentile(chosen, 99)), 3))
+        data.append(
+            {
+                "x": minutes,
+                "y": [None if b.p99_ms is None else round(b.p99_ms, 3) for b in buckets],
+                "name": f"v{number} p99 latency (ms)",
+                "type": "scatter",
+                "mode": "lines",
+                "line": {"dash": "dot"},
+                "yaxis": "y2",
+            }
+        )
     chart = {
-        "data": [
-            {"x": minutes, "y": rate, "name": "requests/s", "type": "scatter", "mode": "lines"},
-            {"x": minutes, "y": p99, "name": "p99 latency (ms)", "type": "scatter", "mode": "lines",
-             "yaxis": "y2"},
-        ],
+        "data": data,
         "layout": {
             "margin": {"t": 20, "r": 50, "b": 40, "l": 50},
             "height": 260,
@@ -104,8 +111,10 @@ def serving_summary(model: RegisteredModel) -> dict:
         "routes": routes,
         "answering": routes or ({production: 1.0} if production is not None else {}),
         "breakers": _breaker_states(model, [number for number, _ in servable]),
-        "requests_last_hour": len(rows),
-        "fallback_share": fallback_share,
+        "requests_last_hour": requests,
+        "fallback_share": sum(version.fallbacks for version in stats.values()) / requests
+        if requests
+        else None,
         "chart": chart,
         "policies": list(ServingPolicy.objects.filter(model=model).select_related("created_by")[:10]),
         "rules": list(FallbackRule.objects.filter(model=model)),
