@@ -462,9 +462,44 @@ def labelled_window(
     )
 
 
-STATUS_CODES = [str(status) for status in PredictionLog.Status]
+STATUS_CODES = ["ok", "fallback", "error"]  # as the COPY read codes them: 0, 1, 2
 # Rows per aggregated group: an array of PostgreSQL is at most 1 GB, and an embedding has up to 256 numbers.
 CHUNK_BITS = 16
+
+
+class _NullFeatures(Exception):
+    """A numeric feature is NULL somewhere in the window: read again with NULLs made NaN (costlier)."""
+
+
+class _AmbiguousTexts(Exception):
+    """A text holds one of the packing's control characters: read the texts again as JSON (costlier)."""
+
+
+# How texts are packed by string_agg: control characters that no transaction id or category holds. A
+# text that does hold one is caught (a count does not add up, or a category equals the NULL marker)
+# and the window is read again with the texts as JSON.
+_ROW, _FIELD, _NULL = "\x1e", "\x1f", "\x1a"
+
+
+def _window_query(table: str, where: str, *, nulls_to_nan: bool, texts_as_json: bool) -> str:
+    numeric = "array_replace(numeric_features, NULL, 'NaN'::float8)" if nulls_to_nan else "numeric_features"
+    if texts_as_json:
+        texts = "json_agg(transaction_id), json_agg(categorical_features), 0"
+    else:
+        texts = (
+            "string_agg(transaction_id, E'\\x1e'),"
+            " string_agg(array_to_string(categorical_features, E'\\x1f', E'\\x1a'), E'\\x1e'),"
+            " count(*) FILTER (WHERE E'\\x1a' = ANY(categorical_features))"
+        )
+    return f"""
+        SELECT version, array_agg(id), array_agg(created_at), array_agg(score), array_agg(latency_ms),
+               array_agg(fallback), array_agg(status = 'fallback'), array_agg(status = 'error'),
+               count(*) FILTER (WHERE status NOT IN ('ok', 'fallback', 'error')),
+               array_agg({numeric}), array_agg(id) FILTER (WHERE embedding IS NOT NULL),
+               array_agg(embedding) FILTER (WHERE embedding IS NOT NULL),
+               min(cardinality(categorical_features)), max(cardinality(categorical_features)), {texts}
+        FROM {table} WHERE {where} GROUP BY version, id >> {CHUNK_BITS}
+    """  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
 
 
 def _log_window_copy(
@@ -477,6 +512,8 @@ def _log_window_copy(
 
     The aggregates are unordered: within one aggregation, every aggregate sees the rows in the same
     order, so the columns line up, and sorting a million rows here is cheaper than in the server.
+    The cheapest form is tried first (features as stored, texts packed with control characters);
+    a window that needs NaN for NULL features or JSON for its texts is read again that way.
     """
     table = PredictionLog._meta.db_table
     where, params = _window_sql(
@@ -486,6 +523,7 @@ def _log_window_copy(
         environment=environment,
         versions=None if version is None else [version],
     )
+    options = {"nulls_to_nan": False, "texts_as_json": False}
     with connection.cursor() as cursor:
         if limit is not None:  # the oldest of the latest `limit` rows bounds the window
             if limit <= 0:
@@ -499,27 +537,20 @@ def _log_window_copy(
             if first is not None:
                 where += " AND (created_at, id) >= (%s, %s)"
                 params += list(first)
-        query = f"""
-            SELECT version, array_agg(id), array_agg(created_at), array_agg(score), array_agg(latency_ms),
-                   array_agg(fallback), array_agg((array_position(%s::text[], status::text) - 1)::int2),
-                   array_agg(array_replace(numeric_features, NULL, 'NaN'::float8)),
-                   array_agg(id) FILTER (WHERE embedding IS NOT NULL),
-                   array_agg(embedding) FILTER (WHERE embedding IS NOT NULL),
-                   json_agg(transaction_id), json_agg(categorical_features)
-            FROM {table} WHERE {where} GROUP BY version, id >> {CHUNK_BITS}
-        """  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
-        try:
-            with transaction.atomic():  # arrays of different lengths cannot be aggregated: an error
-                stream = b"".join(_copy(cursor, query, [STATUS_CODES, *params]))
-        except (DataError, psycopg.DataError):  # the COPY is psycopg's own: its errors are not Django's
-            return None
-    try:
-        groups = [_log_group(row) for row in pgcopy.rows(stream)]
-    except (pgcopy.Unexpected, ValueError):
-        return None
-    if not groups:
-        return None
-    return _log_window_merge(model, groups)
+        for _ in range(3):
+            try:
+                with transaction.atomic():  # arrays of different lengths cannot be aggregated: an error
+                    stream = b"".join(_copy(cursor, _window_query(table, where, **options), params))
+                groups = [_log_group(row, **options) for row in pgcopy.rows(stream)]
+            except (DataError, psycopg.DataError, pgcopy.Unexpected, ValueError):
+                return None  # the COPY is psycopg's own: its errors are not Django's
+            except _NullFeatures:
+                options["nulls_to_nan"] = True
+            except _AmbiguousTexts:
+                options["texts_as_json"] = True
+            else:
+                return _log_window_merge(model, groups) if groups else None
+    return None
 
 
 def _copy(cursor, query: str, params: list):
@@ -527,8 +558,20 @@ def _copy(cursor, query: str, params: list):
         yield from copy
 
 
-def _log_group(row: list) -> dict:
-    number, ids, created_at, score, latency, fallback, status, numeric, embedded, embedding, tids, cats = row
+def _count(field) -> int:
+    return struct.unpack(">q", field)[0]
+
+
+def _log_group(row: list, *, nulls_to_nan: bool, texts_as_json: bool) -> dict:
+    (number, ids, created_at, score, latency, fallback, is_fallback, is_error, other_statuses, numeric,
+     embedded, embedding, fewest, most, tids, cats, marker_values) = row  # fmt: skip
+    if _count(other_statuses):
+        raise pgcopy.Unexpected("a status of another name")
+    if struct.unpack_from(">i", numeric, 4)[0]:  # the array's "has NULLs" flag
+        raise _NullFeatures
+    fewest, most = struct.unpack(">i", fewest)[0], struct.unpack(">i", most)[0]
+    if fewest != most:
+        raise pgcopy.Unexpected("categorical features of uneven width")
     group = {
         "version": struct.unpack(">i", number)[0],
         "id": pgcopy.array(ids),
@@ -536,15 +579,30 @@ def _log_group(row: list) -> dict:
         "score": pgcopy.array(score),
         "latency_ms": pgcopy.array(latency),
         "fallback": pgcopy.array(fallback),
-        "status": pgcopy.array(status),
+        "status": pgcopy.array(is_fallback).astype(np.int8) + 2 * pgcopy.array(is_error).astype(np.int8),
         "numeric": pgcopy.array(numeric),
         "embedded": None if embedded is None else pgcopy.array(embedded),
         "embedding": None if embedding is None else pgcopy.array(embedding),
-        "transaction_id": np.array(json.loads(bytes(tids)), dtype=object),
-        "categorical": np.array(json.loads(bytes(cats)), dtype=object),
     }
     n = len(group["id"])
-    if group["numeric"].ndim != 2 or group["categorical"].ndim != 2 or len(group["categorical"]) != n:
+    if texts_as_json:
+        group["transaction_id"] = np.array(json.loads(bytes(tids)), dtype=object)
+        group["categorical"] = np.array(json.loads(bytes(cats)), dtype=object).reshape(n, most)
+    else:
+        if _count(marker_values):
+            raise _AmbiguousTexts
+        group["transaction_id"] = np.array(bytes(tids).decode().split(_ROW), dtype=object)
+        categorical = np.empty((n, 0), dtype=object)
+        if most:
+            fields = [row.split(_FIELD) for row in bytes(cats).decode().split(_ROW)]
+            if len(fields) != n or any(len(values) != most for values in fields):
+                raise _AmbiguousTexts
+            categorical = np.array(fields, dtype=object).reshape(n, most)
+            categorical[categorical == _NULL] = None
+        if len(group["transaction_id"]) != n:
+            raise _AmbiguousTexts
+        group["categorical"] = categorical
+    if group["numeric"].ndim != 2:
         raise pgcopy.Unexpected("features of uneven width")
     return group
 
