@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
+from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -540,7 +541,15 @@ def _log_window_copy(
         for _ in range(3):
             try:
                 with transaction.atomic():  # arrays of different lengths cannot be aggregated: an error
+                    # The aggregation holds the window in memory (a hash of a few rows): with the
+                    # default work_mem it would sort the window on disk first.
+                    cursor.execute(
+                        "SELECT current_setting('work_mem'), set_config('work_mem', %s, true)",
+                        [settings.SERVING_LOG_READ_WORK_MEM],
+                    )
+                    work_mem = cursor.fetchone()[0]
                     stream = b"".join(_copy(cursor, _window_query(table, where, **options), params))
+                    cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])
                 groups = [_log_group(row, **options) for row in pgcopy.rows(stream)]
             except (DataError, psycopg.DataError, pgcopy.Unexpected, ValueError):
                 return None  # the COPY is psycopg's own: its errors are not Django's
