@@ -141,7 +141,7 @@ def test_a_malformed_alert_is_refused_naming_the_field(db, fields, message):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_racing_raises_of_one_alert_make_one_alert_counted_twice_and_one_mail(oncall, celery_eager):
+def test_racing_raises_of_one_alert_make_one_alert_counted_four_times_and_one_mail(oncall, celery_eager):
     """Two processes raising the same alert at once: the partial unique constraint lets one create it,
     the other counts as its repeat (PostgreSQL, real threads, each with its own connection)."""
     if connection.vendor != "postgresql":
