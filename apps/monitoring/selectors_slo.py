@@ -22,6 +22,7 @@ from . import slo
 from .models import SLOMinute, SLOObjective, SLOStatus
 
 PRODUCTION = "production"  # the environment whose requests the SLOs count (staging traffic is not served)
+ALERT_SOURCE = "slo"  # the source of the burn-rate alerts (apps/alerts); keys "<model>:<slo>:<severity>"
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,10 @@ def slo_statuses(models: QuerySet[RegisteredModel]) -> list[dict]:
 LATENCY_STEP = timedelta(hours=6)  # the p99 chart's buckets: 120 over 30 days
 
 
-def slo_dashboard(model: RegisteredModel, *, now: datetime) -> dict:
+def slo_dashboard(user, model: RegisteredModel, *, now: datetime) -> dict:
     """Everything the SLO dashboard of `model` shows, measured now from the roll-up (as the tick does),
-    with the exact p99 and the per-version figures read from the log."""
+    with the exact p99 and the per-version figures read from the log, and the open SLO alerts."""
+    from apps.alerts.selectors import alerts_open
     from apps.registry.selectors import production_version
     from apps.serving.selectors import timeseries, version_stats
 
@@ -198,6 +200,7 @@ def slo_dashboard(model: RegisteredModel, *, now: datetime) -> dict:
         "until": until,
         "production": production_version(model),
         "status": SLOStatus.objects.filter(model=model).first(),
+        "alerts": list(alerts_open(user).filter(model=model, source=ALERT_SOURCE).order_by("severity", "id")),
         "p99_ms": latency_quantile(model, since=since, until=until, q=force.objectives.latency_quantile)
         if has_traffic
         else None,

@@ -214,3 +214,23 @@ def test_home_page_queries_do_not_grow_with_models(client, manager, burning, dja
         response = client.get(reverse("home"))
     assert len(_slo_card(client)[1]["slo_rows"]) == 16
     assert response.status_code == 200
+
+
+def test_dashboard_lists_the_open_slo_alerts_of_the_model(client, manager, burning):
+    from apps.alerts.models import Alert
+
+    client.force_login(manager)
+    html = client.get(reverse(DASHBOARD, args=[burning.name])).content.decode()
+    alert = Alert.objects.get(source="slo")
+    assert html.count('data-testid="slo-open-alert"') == 1
+    assert reverse("alerts:detail", args=[alert.pk]) in html
+
+
+def test_model_page_links_to_the_slo_dashboard_of_a_production_model(
+    client, manager, fraud_model, other_model
+):
+    client.force_login(manager)
+    page = client.get(reverse("registry:model-detail", args=[fraud_model.name])).content.decode()
+    assert reverse(DASHBOARD, args=[fraud_model.name]) in page
+    other = client.get(reverse("registry:model-detail", args=[other_model.name])).content.decode()
+    assert 'data-testid="slo-link"' not in other  # no version in Production: no SLO

@@ -23,6 +23,7 @@ from hafnium_portal.errors import DomainError
 from .. import slo
 from ..models import SLOMinute, SLOObjective, SLOStatus, SLOTick
 from ..selectors_slo import (
+    ALERT_SOURCE,
     PRODUCTION,
     floor_minute,
     log_minutes,
@@ -31,7 +32,6 @@ from ..selectors_slo import (
     slo_buckets,
 )
 
-ALERT_SOURCE = "slo"
 SLOS = ("availability", "latency")
 # A log batch committed out of id order (two writers) lands in these last minutes: they are re-read
 # every tick, so such a batch is counted even though its ids are below the watermark.
