@@ -303,6 +303,21 @@ ALERTS_WEBHOOK_SECRET = env.str("ALERTS_WEBHOOK_SECRET", default=GOVERNANCE_WEBH
 if ALERTS_WEBHOOK_URL and not ALERTS_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ALERTS_WEBHOOK_URL is set: ALERTS_WEBHOOK_SECRET must be set too.")
 
+# --- monitoring: drift runs (apps/monitoring) -------------------------------------------------
+
+# A drift run reads its window in chunks of about this many rows, summarised on several workers.
+DRIFT_CHUNK_ROWS = env.int("DRIFT_CHUNK_ROWS", default=200_000)
+# Every production model gets a drift run schedule (django-celery-beat, editable in the admin) of this.
+DRIFT_RUN_INTERVAL_MINUTES = env.int("DRIFT_RUN_INTERVAL_MINUTES", default=60)
+# A retraining trains on the labelled transactions of this many days, and needs at least this many.
+DRIFT_RETRAIN_WINDOW_DAYS = env.int("DRIFT_RETRAIN_WINDOW_DAYS", default=30)
+DRIFT_RETRAIN_MIN_ROWS = env.int("DRIFT_RETRAIN_MIN_ROWS", default=1000)
+CELERY_BEAT_SCHEDULE["drift-schedules"] = {
+    "task": "apps.monitoring.tasks_drift.drift_schedules_sweep",
+    "schedule": 300,
+    "options": {"expires": 300},
+}
+
 # --- auth --------------------------------------------------------------------------------------
 
 AUTHENTICATION_BACKENDS = [
