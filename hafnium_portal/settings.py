@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.outbox",
     "apps.alerts",
+    "apps.deployments",
     "apps.monitoring",
 ]
 
@@ -217,6 +218,19 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- deployments: the rollout controller (apps/deployments) ----------------------------------------
+
+# The controller's beat tick: every active rollout is advanced this often. Timings of a rollout
+# (analysis interval, steps, deadline) are its policy's (RolloutPolicy, data), not settings.
+DEPLOYMENTS_TICK_SECONDS = env.float("DEPLOYMENTS_TICK_SECONDS", default=2.0)
+DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT = env.int("DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT", default=300)
+CELERY_BEAT_SCHEDULE["deployments-controller-tick"] = {
+    "task": "apps.deployments.tasks.controller_tick",
+    "schedule": DEPLOYMENTS_TICK_SECONDS,
+    # A tick that waited longer than its interval is dropped: the next one does the same work.
+    "options": {"expires": max(DEPLOYMENTS_TICK_SECONDS, 1.0)},
+}
+
 # --- audit: signed checkpoints of the trail's head (apps/audit/checkpoints.py) ----------------------
 
 # The HMAC-SHA256 key of the checkpoints; never in the database. Unset (embedded default): a random
@@ -291,6 +305,16 @@ SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
 # Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
+# Every routing table in force is published from PostgreSQL to Redis again this often (a Redis that
+# restarted empty routes by the database's tables again within this time).
+SERVING_ROUTES_PUBLISH_INTERVAL = env.int("SERVING_ROUTES_PUBLISH_INTERVAL", default=60)
+CELERY_BEAT_SCHEDULE["publish-routing-tables"] = {
+    "task": "apps.serving.tasks.publish_routing_tables",
+    "schedule": SERVING_ROUTES_PUBLISH_INTERVAL,
+    "options": {"expires": SERVING_ROUTES_PUBLISH_INTERVAL},
+}
+# Where workers reach the inference service (staging tests of a rollout score through it).
+HAFNIUM_INFERENCE_URL = env.str("HAFNIUM_INFERENCE_URL", default="http://127.0.0.1:8001")
 
 # --- alerts (apps/alerts): on-call hears of every new alert ---------------------------------------
 
@@ -372,7 +396,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Stages appear as `stage`, `from_stage` and `to_stage`: one enum, one name.
-    "ENUM_NAME_OVERRIDES": {"StageEnum": "apps.registry.models.Stage"},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "apps.registry.models.Stage",
+        # A rollout's state appears as `state`, `from_state` and `to_state`.
+        "RolloutStateEnum": "apps.deployments.models.State",
+    },
 }
 
 # --- i18n, static ------------------------------------------------------------------------------
