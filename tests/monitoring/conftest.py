@@ -86,3 +86,18 @@ def give_labels(version, frame: pd.DataFrame, labels) -> None:
         ],
         batch_size=2000,
     )
+
+
+@pytest.fixture
+def replaced_production(production, data_scientist, team):
+    """v2 in Production after v1, which went back to Archived: the last good version to roll back to."""
+    from apps.registry.services import version_stage_set
+
+    dataset = synthetic_dataset_create(actor=data_scientist, rows=12_000, seed=2)
+    newer = model_train(
+        actor=data_scientist, model_name=production.model.name, dataset=dataset, team=team, seed=2
+    ).version
+    version_stage_set(actor=None, version=production, stage=Stage.ARCHIVED, reason="replaced by v2")
+    for stage in (Stage.CANDIDATE, Stage.STAGING, Stage.PRODUCTION):
+        newer = version_stage_set(actor=None, version=newer, stage=stage, reason="test")
+    return newer

@@ -26,14 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DRIFTED = ["amount", "ip_risk_score"]
 
 
-@pytest.fixture
-def rollbacks(monkeypatch):
-    """The rollout controller's rollback, recorded (the deployments app is another team's)."""
-    calls = []
-    monkeypatch.setattr(drift_responses, "rollback_to_last_good", lambda **kwargs: calls.append(kwargs))
-    return calls
-
-
 def finished(run):
     run.refresh_from_db()
     assert run.status == DriftRun.Status.SUCCEEDED, run.error
@@ -41,7 +33,7 @@ def finished(run):
 
 
 def test_traffic_drifted_in_two_features_flags_exactly_those_two_and_alerts(
-    production, manager, celery_eager, rollbacks
+    production, manager, celery_eager
 ):
     log_traffic(production, simulated(3_000, seed=5, drift=1.0, drift_features=DRIFTED))
 
@@ -64,28 +56,59 @@ def test_traffic_drifted_in_two_features_flags_exactly_those_two_and_alerts(
     response = DriftResponse.objects.get(run=run, kind=DriftResponse.Kind.ALERT)
     assert response.detail["alert"] == alert.pk
     assert AuditEvent.objects.filter(action="monitoring.response_alert", object_id=str(run.pk)).exists()
-    assert rollbacks == []  # one severe window is not yet persisting
+    assert not DriftResponse.objects.filter(kind=DriftResponse.Kind.ROLLBACK).exists()  # not yet persisting
+    # riskier IPs and larger amounts raise the scores: an investigation for the model's owners
+    assert run.summary["prediction_shift"]["verdict"] == "shift"
+    investigation = Investigation.objects.get(model=production.model, status=Investigation.Status.OPEN)
+    investigate = DriftResponse.objects.get(run=run, kind=DriftResponse.Kind.INVESTIGATE)
+    assert investigate.detail == {"investigation": investigation.pk, "owners": ["dana"]}
 
 
-def test_persisting_severe_drift_rolls_back_once(production, manager, celery_eager, rollbacks):
-    log_traffic(production, simulated(3_000, seed=6, drift=1.0, drift_features=DRIFTED))
+def test_persisting_severe_drift_rolls_back_to_the_last_good_version_once(
+    replaced_production, manager, celery_eager
+):
+    from apps.deployments.models import RollbackReview, Rollout
 
-    runs = [finished(drift_run_request(actor=manager, model=production.model)) for _ in range(3)]
+    current = replaced_production
+    log_traffic(current, simulated(3_000, seed=6, drift=1.0, drift_features=DRIFTED))
 
+    runs = [finished(drift_run_request(actor=manager, model=current.model)) for _ in range(3)]
+
+    assert [run.version for run in runs] == [current] * 3
     assert [run.severe for run in runs] == [True, True, True]
     assert [run.summary["persistent"] for run in runs] == [False, False, True]
-    assert len(rollbacks) == 1
-    call = rollbacks[0]
-    assert call["model"] == production.model
-    assert call["actor"] == system_actor()
-    assert f"drift run #{runs[2].pk}" in call["reason"]
-    assert DriftResponse.objects.filter(kind=DriftResponse.Kind.ROLLBACK).count() == 1
-    assert Alert.objects.get(source=drift_responses.ALERT_SOURCE).severity == "ticket"  # deduplicated
-    assert Alert.objects.get(source=drift_responses.ALERT_SOURCE).count == 3
+    responses = DriftResponse.objects.filter(kind=DriftResponse.Kind.ROLLBACK)
+    assert [(r.run_id, r.outcome) for r in responses] == [(runs[2].pk, DriftResponse.Outcome.DONE)]
+    rollout = Rollout.objects.get(pk=responses[0].detail["rollout"])
+    review = RollbackReview.objects.get(rollout=rollout)
+    assert review.source == "monitoring"
+    assert f"drift run #{runs[2].pk}" in review.reason
+    current.refresh_from_db()
+    assert current.stage == Stage.ROLLED_BACK
+    assert current.model.versions.get(version=1).stage == Stage.PRODUCTION
+    alert = Alert.objects.get(source=drift_responses.ALERT_SOURCE)  # deduplicated: one alert, counted
+    assert alert.count == 3
+    assert AuditEvent.objects.filter(
+        action="monitoring.response_rollback", object_id=str(runs[2].pk)
+    ).exists()
+
+
+def test_a_failed_rollback_is_recorded_and_audited(production, manager, celery_eager, admin_user):
+    policy_publish(actor=admin_user, model=production.model, persistence_k=1, persistence_m=1)
+    log_traffic(production, simulated(2_000, seed=13, drift=1.0, drift_features=DRIFTED))
+
+    run = finished(drift_run_request(actor=manager, model=production.model))
+
+    response = DriftResponse.objects.get(run=run, kind=DriftResponse.Kind.ROLLBACK)
+    assert response.outcome == DriftResponse.Outcome.FAILED
+    assert "no earlier Production version" in response.detail["error"]
+    assert AuditEvent.objects.filter(
+        action="monitoring.response_rollback_failed", object_id=str(run.pk)
+    ).exists()
 
 
 def test_undrifted_traffic_flags_nothing_and_a_small_window_is_not_enough_data(
-    production, manager, celery_eager, rollbacks
+    production, manager, celery_eager
 ):
     log_traffic(production, simulated(60, seed=7))
     small = finished(drift_run_request(actor=manager, model=production.model))
@@ -127,7 +150,7 @@ def test_a_redelivered_run_does_nothing_the_second_time(production, manager, cel
 
 
 def test_labels_with_degraded_auc_retrain_a_new_version_with_a_candidate_request(
-    production, manager, admin_user, celery_eager, rollbacks
+    production, manager, admin_user, celery_eager
 ):
     policy_publish(actor=admin_user, model=production.model, auto_rollback=False, note="no rollback here")
     frame = synthetic.generate_transactions(6_000, seed=12, fraud_rate=0.05)
@@ -162,6 +185,6 @@ def test_labels_with_degraded_auc_retrain_a_new_version_with_a_candidate_request
     assert request.status == PromotionRequest.Status.PENDING
     assert request.requested_by == system_actor()
     assert f"drift run #{run.pk}" in request.justification
-    assert rollbacks == []
+    assert not DriftResponse.objects.filter(kind=DriftResponse.Kind.ROLLBACK).exists()
     assert AuditEvent.objects.filter(action="monitoring.response_retrain", object_id=str(run.pk)).exists()
     assert AuditEvent.objects.filter(action="monitoring.retraining_finished").exists()
