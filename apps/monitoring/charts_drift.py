@@ -65,7 +65,7 @@ def heatmap_figure(runs, history: dict[int, dict[str, float | None]], features: 
                 hovertemplate="%{y}<br>run %{x}<br>PSI %{z:.3f}<extra></extra>",
             )
         ],
-        layout={**LAYOUT, "height": 60 + 26 * max(len(features), 1), "title": {"text": "PSI by run"},
+        layout={**LAYOUT, "height": 160 + 26 * max(len(features), 4), "title": {"text": "PSI by run"},
                 "margin": {"l": 170, "r": 20, "t": 40, "b": 90}},
     )  # fmt: skip
     return _figure(fig)
