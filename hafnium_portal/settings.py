@@ -313,6 +313,13 @@ CELERY_BEAT_SCHEDULE["publish-routing-tables"] = {
     "schedule": SERVING_ROUTES_PUBLISH_INTERVAL,
     "options": {"expires": SERVING_ROUTES_PUBLISH_INTERVAL},
 }
+# Versions that may answer traffic and were never compiled (the task at registration was lost) are
+# compiled by this sweep.
+CELERY_BEAT_SCHEDULE["compile-missing-scorers"] = {
+    "task": "apps.serving.tasks.compile_missing_scorers",
+    "schedule": env.int("SERVING_COMPILE_SWEEP_INTERVAL", default=600),
+    "options": {"expires": 600},
+}
 # Where workers reach the inference service (staging tests of a rollout score through it).
 HAFNIUM_INFERENCE_URL = env.str("HAFNIUM_INFERENCE_URL", default="http://127.0.0.1:8001")
 
