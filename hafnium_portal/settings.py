@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.outbox",
     "apps.alerts",
+    "apps.deployments",
     "apps.monitoring",
 ]
 
@@ -217,6 +218,19 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- deployments: the rollout controller (apps/deployments) ----------------------------------------
+
+# The controller's beat tick: every active rollout is advanced this often. Timings of a rollout
+# (analysis interval, steps, deadline) are its policy's (RolloutPolicy, data), not settings.
+DEPLOYMENTS_TICK_SECONDS = env.float("DEPLOYMENTS_TICK_SECONDS", default=2.0)
+DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT = env.int("DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT", default=300)
+CELERY_BEAT_SCHEDULE["deployments-controller-tick"] = {
+    "task": "apps.deployments.tasks.controller_tick",
+    "schedule": DEPLOYMENTS_TICK_SECONDS,
+    # A tick that waited longer than its interval is dropped: the next one does the same work.
+    "options": {"expires": max(DEPLOYMENTS_TICK_SECONDS, 1.0)},
+}
+
 # --- audit: signed checkpoints of the trail's head (apps/audit/checkpoints.py) ----------------------
 
 # The HMAC-SHA256 key of the checkpoints; never in the database. Unset (embedded default): a random
@@ -291,6 +305,23 @@ SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
 # Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
+# Every routing table in force is published from PostgreSQL to Redis again this often (a Redis that
+# restarted empty routes by the database's tables again within this time).
+SERVING_ROUTES_PUBLISH_INTERVAL = env.int("SERVING_ROUTES_PUBLISH_INTERVAL", default=60)
+CELERY_BEAT_SCHEDULE["publish-routing-tables"] = {
+    "task": "apps.serving.tasks.publish_routing_tables",
+    "schedule": SERVING_ROUTES_PUBLISH_INTERVAL,
+    "options": {"expires": SERVING_ROUTES_PUBLISH_INTERVAL},
+}
+# Versions that may answer traffic and were never compiled (the task at registration was lost) are
+# compiled by this sweep.
+CELERY_BEAT_SCHEDULE["compile-missing-scorers"] = {
+    "task": "apps.serving.tasks.compile_missing_scorers",
+    "schedule": env.int("SERVING_COMPILE_SWEEP_INTERVAL", default=600),
+    "options": {"expires": 600},
+}
+# Where workers reach the inference service (staging tests of a rollout score through it).
+HAFNIUM_INFERENCE_URL = env.str("HAFNIUM_INFERENCE_URL", default="http://127.0.0.1:8001")
 
 # --- alerts (apps/alerts): on-call hears of every new alert ---------------------------------------
 
@@ -313,9 +344,24 @@ SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
 SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
 SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
 CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
-    "task": "apps.monitoring.tasks.evaluate_slos",
+    "task": "apps.monitoring.tasks_slo.evaluate_slos",
     "schedule": 60,
     "options": {"expires": 60},
+}
+
+# --- monitoring: drift runs (apps/monitoring) -------------------------------------------------
+
+# A drift run reads its window in chunks of about this many rows, summarised on several workers.
+DRIFT_CHUNK_ROWS = env.int("DRIFT_CHUNK_ROWS", default=200_000)
+# Every production model gets a drift run schedule (django-celery-beat, editable in the admin) of this.
+DRIFT_RUN_INTERVAL_MINUTES = env.int("DRIFT_RUN_INTERVAL_MINUTES", default=60)
+# A retraining trains on the labelled transactions of this many days, and needs at least this many.
+DRIFT_RETRAIN_WINDOW_DAYS = env.int("DRIFT_RETRAIN_WINDOW_DAYS", default=30)
+DRIFT_RETRAIN_MIN_ROWS = env.int("DRIFT_RETRAIN_MIN_ROWS", default=1000)
+CELERY_BEAT_SCHEDULE["drift-schedules"] = {
+    "task": "apps.monitoring.tasks_drift.drift_schedules_sweep",
+    "schedule": 300,
+    "options": {"expires": 300},
 }
 
 # --- auth --------------------------------------------------------------------------------------
@@ -372,7 +418,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Stages appear as `stage`, `from_stage` and `to_stage`: one enum, one name.
-    "ENUM_NAME_OVERRIDES": {"StageEnum": "apps.registry.models.Stage"},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "apps.registry.models.Stage",
+        # A rollout's state appears as `state`, `from_state` and `to_state`.
+        "RolloutStateEnum": "apps.deployments.models.State",
+    },
 }
 
 # --- i18n, static ------------------------------------------------------------------------------

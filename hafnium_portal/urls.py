@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("apps.audit.api_urls")),
     path("api/v1/", include("apps.serving.api_urls")),
     path("api/v1/", include("apps.alerts.api_urls")),
+    path("api/v1/", include("apps.deployments.api_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

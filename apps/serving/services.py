@@ -35,18 +35,33 @@ log = logging.getLogger(__name__)
 # --- scoring clients -----------------------------------------------------------------------------
 
 
-def scoring_group() -> Group:
-    """The "Scoring client" group, holding the `serving.score` permission and nothing else."""
-    group, _ = Group.objects.get_or_create(name=SCORING_CLIENT_GROUP)
-    permission = Permission.objects.get(content_type__app_label="serving", codename="score")
-    group.permissions.set([permission])
+# The group of the staging environment's clients; it holds `serving.score_staging` only.
+STAGING_SCORING_CLIENT_GROUP = "Staging scoring client"
+# The client a worker scores the staging environment with (a rollout's staging tests).
+STAGING_TESTS_CLIENT = "staging-tests"
+
+
+def _client_group(name: str, codename: str) -> Group:
+    group, _ = Group.objects.get_or_create(name=name)
+    group.permissions.set([Permission.objects.get(content_type__app_label="serving", codename=codename)])
     return group
 
 
+def scoring_group() -> Group:
+    """The "Scoring client" group, holding the `serving.score` permission and nothing else."""
+    return _client_group(SCORING_CLIENT_GROUP, "score")
+
+
+def staging_scoring_group() -> Group:
+    """The "Staging scoring client" group, holding the `serving.score_staging` permission and nothing else."""
+    return _client_group(STAGING_SCORING_CLIENT_GROUP, "score_staging")
+
+
 @transaction.atomic
-def scoring_client_create(*, actor, name: str) -> tuple[object, str]:
+def scoring_client_create(*, actor, name: str, staging: bool = False) -> tuple[object, str]:
     """A service account allowed to score (and nothing else), with its API token; idempotent by name.
 
+    `staging`: a client of the staging environment (`?environment=staging`) instead of production.
     Returns (user, token key). An existing client keeps its token.
     """
     if not name or len(name) > 150 or "\x00" in name or not name.replace("-", "").replace("_", "").isalnum():
@@ -58,18 +73,31 @@ def scoring_client_create(*, actor, name: str) -> tuple[object, str]:
     created = user is None
     if created:
         user = User.objects.create_user(username=name, email="")  # no password: it cannot sign in
-    user.groups.add(scoring_group())
+    group = staging_scoring_group() if staging else scoring_group()
+    joined = not user.groups.filter(pk=group.pk).exists()
+    user.groups.add(group)
     token, _ = Token.objects.get_or_create(user=user)
-    if created:
-        audit_record(actor=actor, action="serving.client_created", obj=user, after={"name": name})
+    if created or joined:
+        audit_record(
+            actor=actor,
+            action="serving.client_created",
+            obj=user,
+            after={"name": name, "environment": "staging" if staging else "production"},
+        )
     config.bump()
     return user, token.key
+
+
+def staging_client_token() -> str:
+    """The token of the `staging-tests` client (created the first time), for workers scoring staging."""
+    return scoring_client_create(actor=None, name=STAGING_TESTS_CLIENT, staging=True)[1]
 
 
 @transaction.atomic
 def scoring_client_rotate(*, actor, name: str) -> str:
     """A new token for the client; the old one stops working at once (in every process)."""
-    user = get_user_model().objects.filter(username=name, groups__name=SCORING_CLIENT_GROUP).first()
+    groups = [SCORING_CLIENT_GROUP, STAGING_SCORING_CLIENT_GROUP]
+    user = get_user_model().objects.filter(username=name, groups__name__in=groups).distinct().first()
     if user is None:
         raise DomainError(f"No scoring client named {name}.")
     Token.objects.filter(user=user).delete()

@@ -4,8 +4,10 @@ from celery import shared_task
 
 from apps.registry import gateway
 from apps.registry.models import ModelVersion
+from hafnium_portal.enqueue import enqueue
 
 from . import compile as scorer_compilation
+from . import routing
 
 
 @shared_task(
@@ -24,3 +26,18 @@ def compile_scorer(version_id: int) -> dict | None:
     if version is None:
         return None
     return scorer_compilation.scorer_compile(version=version)
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def publish_routing_tables() -> int:
+    """Beat: every routing table in force, from PostgreSQL to Redis again (a revision Redis holds is kept)."""
+    return routing.routes_publish_all()
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def compile_missing_scorers() -> int:
+    """Beat: compile the servable versions whose compilation at registration was lost (broker down)."""
+    pending = scorer_compilation.versions_to_compile()
+    for version_id in pending:
+        enqueue("apps.serving.tasks.compile_scorer", version_id, task_id=f"compile-scorer-{version_id}")
+    return len(pending)

@@ -31,6 +31,11 @@ def inference_health(request):
     except Exception as exc:
         checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     down = [name for name, check in checks.items() if not check["ok"]]
+    reasons = {
+        "redis": "Redis is down: scoring goes on without the response cache, with per-process breakers, "
+        "its logs held in the process",
+        "database": "the database is down: scoring goes on with the config this process has",
+    }
     body = {
         "status": "degraded" if down else "ok",
         "down": down,
@@ -38,6 +43,8 @@ def inference_health(request):
         "logs_waiting_in_process": len(hotpath._pending_logs),
         "warming": not warm.warmed.is_set(),
     }
+    if down:
+        body["reason"] = "; ".join(reasons[name] for name in down)
     return JsonResponse(body)
 
 

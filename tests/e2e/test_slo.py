@@ -29,7 +29,7 @@ def test_manager_reads_slo_budgets_and_the_dashboard(
     for back in range(1, 61):  # the last hour: 10% errors
         logs(fraud_model, at=minute - timedelta(minutes=back), requests=20, errors=2)
     worker = start_celery("worker")
-    assert enqueue("apps.monitoring.tasks.evaluate_slos")
+    assert enqueue("apps.monitoring.tasks_slo.evaluate_slos")
     status = worker.wait_for(lambda: SLOStatus.objects.filter(model=fraud_model).first())
     assert status.alert == "page"
     assert Alert.objects.get(source="slo").key == "fraud-scorer:availability:page"

@@ -10,7 +10,7 @@ from apps.audit.models import AuditEvent
 from apps.monitoring.models import SLOMinute, SLOObjective, SLOStatus
 from apps.monitoring.selectors_slo import latency_quantile, slo_buckets
 from apps.monitoring.services.slo import slo_evaluate, slo_objective_set, slo_rollup
-from apps.monitoring.tasks import evaluate_slos
+from apps.monitoring.tasks_slo import evaluate_slos
 from apps.registry.models import Stage
 from hafnium_portal.errors import DomainError
 
