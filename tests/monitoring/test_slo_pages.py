@@ -226,11 +226,14 @@ def test_dashboard_lists_the_open_slo_alerts_of_the_model(client, manager, burni
     assert reverse("alerts:detail", args=[alert.pk]) in html
 
 
-def test_model_page_links_to_the_slo_dashboard_of_a_production_model(
-    client, manager, fraud_model, other_model
-):
+def test_model_page_links_to_its_slo_dashboard(client, manager, fraud_model):
     client.force_login(manager)
     page = client.get(reverse("registry:model-detail", args=[fraud_model.name])).content.decode()
     assert reverse(DASHBOARD, args=[fraud_model.name]) in page
-    other = client.get(reverse("registry:model-detail", args=[other_model.name])).content.decode()
-    assert 'data-testid="slo-link"' not in other  # no version in Production: no SLO
+
+
+def test_dashboard_of_a_model_never_in_production_says_so(client, manager, other_model):
+    client.force_login(manager)
+    html = client.get(reverse(DASHBOARD, args=[other_model.name])).content.decode()
+    assert "No version in Production." in html
+    assert 'data-testid="slo-empty"' in html
