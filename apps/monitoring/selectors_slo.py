@@ -143,20 +143,38 @@ class Buckets:
         return int(self.total.size)
 
 
+def _minute_rows(model: RegisteredModel, *, start: datetime, end: datetime) -> np.ndarray:
+    """The roll-up's minutes in [start, end) as an (n, 5) array: minute index from `start`, requests,
+    errors, slow, fallbacks. On PostgreSQL the index is computed in SQL: 43,200 rows of integers read
+    back without building a datetime each (which cost most of a tick)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            table = SLOMinute._meta.db_table
+            cursor.execute(
+                f"SELECT (extract(epoch FROM minute - %s) / 60)::int, requests, errors, slow, fallbacks "  # noqa: S608
+                f"FROM {table} WHERE model_id = %s AND minute >= %s AND minute < %s",
+                [start, model.pk, start, end],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = [
+            (int((minute - start).total_seconds() // 60), *counts)
+            for minute, *counts in SLOMinute.objects.filter(
+                model=model, minute__gte=start, minute__lt=end
+            ).values_list("minute", "requests", "errors", "slow", "fallbacks")
+        ]
+    return np.array(rows, dtype=np.int64).reshape(-1, 5)
+
+
 def slo_buckets(model: RegisteredModel, *, now: datetime, minutes: int = slo.SLO_WINDOW_MINUTES) -> Buckets:
     """The last `minutes` minutes of the roll-up, the last one being the minute of `now` (still filling)."""
     end = floor_minute(now) + timedelta(minutes=1)
     start = end - timedelta(minutes=minutes)
-    arrays = {name: np.zeros(minutes, dtype=np.int64) for name in ("total", "errors", "slow", "fallbacks")}
-    rows = SLOMinute.objects.filter(model=model, minute__gte=start, minute__lt=end).values_list(
-        "minute", "requests", "errors", "slow", "fallbacks"
-    )
-    for minute, requests, errors, slow_count, fallbacks in rows:
-        index = int((minute - start).total_seconds() // 60)
-        arrays["total"][index] = requests
-        arrays["errors"][index] = errors
-        arrays["slow"][index] = slow_count
-        arrays["fallbacks"][index] = fallbacks
+    rows = _minute_rows(model, start=start, end=end)
+    arrays = {}
+    for column, name in enumerate(("total", "errors", "slow", "fallbacks"), start=1):
+        arrays[name] = np.zeros(minutes, dtype=np.int64)
+        arrays[name][rows[:, 0]] = rows[:, column]
     return Buckets(start=start, **arrays)
 
 
