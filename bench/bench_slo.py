@@ -37,6 +37,7 @@ from apps.monitoring.selectors_slo import floor_minute, log_minutes, slo_buckets
 from apps.monitoring.services.slo import slo_rollup  # noqa: E402
 from apps.registry.models import RegisteredModel  # noqa: E402
 from apps.serving.models import PredictionLog  # noqa: E402
+from tests.monitoring.slo_fixtures import days_ensure  # noqa: E402
 
 INSERT = """
 INSERT INTO serving_predictionlog (request_id, transaction_id, entity_id, model_id, version, numeric_features,
@@ -50,6 +51,7 @@ FROM generate_series(1, %s) AS i
 
 
 def fill(model, *, rows: int, end, seconds: float, tag: str) -> None:
+    days_ensure(*(end - timedelta(days=day) for day in range(int(seconds // 86400) + 2)))
     with connection.cursor() as cursor:
         cursor.execute(INSERT, [tag, model.pk, end, rows, seconds, rows])
 
