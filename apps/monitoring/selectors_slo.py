@@ -225,7 +225,7 @@ def slo_dashboard(user, model: RegisteredModel, *, now: datetime) -> dict:
         "versions": version_stats(model, since=since, until=until) if has_traffic else {},
         "latency_series": timeseries(
             model,
-            since=until - timedelta(minutes=slo.SLO_WINDOW_MINUTES),
+            since=since,
             until=until,
             step_seconds=int(LATENCY_STEP.total_seconds()),
         )

@@ -237,3 +237,12 @@ def test_dashboard_of_a_model_never_in_production_says_so(client, manager, other
     html = client.get(reverse(DASHBOARD, args=[other_model.name])).content.decode()
     assert "No version in Production." in html
     assert 'data-testid="slo-empty"' in html
+
+
+def test_dashboard_queries_do_not_grow_with_traffic(client, manager, burning, django_assert_max_num_queries):
+    every_minute(burning, minutes=120, end=MINUTE - timedelta(hours=2), requests=5, version=2)
+    slo_evaluate(now=NOW + timedelta(minutes=1))
+    client.force_login(manager)
+    with django_assert_max_num_queries(25):
+        response = client.get(reverse(DASHBOARD, args=[burning.name]))
+    assert sorted(response.context["versions"]) == [1, 2]
