@@ -125,7 +125,9 @@ def test_burn_rate_chart_and_burndown(client, manager, burning):
     bars = {trace["name"]: dict(zip(trace["x"], trace["y"], strict=True)) for trace in burn["data"]}
     assert bars["availability burn rate"]["5 min"] == pytest.approx(100.0)
     assert bars["availability burn rate"]["1 h"] == pytest.approx(100.0)
-    assert bars["latency burn rate"]["1 h"] == 0
+    assert bars["latency burn rate"]["1 h"] is None  # a burn of 0 has no bar on a log axis
+    assert list(bars["14.4x: page"].values()) == [14.4, 14.4]
+    assert list(bars["1x: ticket"].values()) == [1.0, 1.0]
     burndown = _figure(html, "figure-burndown")
     error_budget = burndown["data"][0]
     assert error_budget["y"][-1] == pytest.approx((1 - 120 / 1001.21) * 100)
