@@ -69,8 +69,8 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.outbox",
     "apps.alerts",
-    "apps.monitoring",
     "apps.deployments",
+    "apps.monitoring",
 ]
 
 MIDDLEWARE = [
@@ -355,9 +355,24 @@ SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
 SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
 SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
 CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
-    "task": "apps.monitoring.tasks.evaluate_slos",
+    "task": "apps.monitoring.tasks_slo.evaluate_slos",
     "schedule": 60,
     "options": {"expires": 60},
+}
+
+# --- monitoring: drift runs (apps/monitoring) -------------------------------------------------
+
+# A drift run reads its window in chunks of about this many rows, summarised on several workers.
+DRIFT_CHUNK_ROWS = env.int("DRIFT_CHUNK_ROWS", default=200_000)
+# Every production model gets a drift run schedule (django-celery-beat, editable in the admin) of this.
+DRIFT_RUN_INTERVAL_MINUTES = env.int("DRIFT_RUN_INTERVAL_MINUTES", default=60)
+# A retraining trains on the labelled transactions of this many days, and needs at least this many.
+DRIFT_RETRAIN_WINDOW_DAYS = env.int("DRIFT_RETRAIN_WINDOW_DAYS", default=30)
+DRIFT_RETRAIN_MIN_ROWS = env.int("DRIFT_RETRAIN_MIN_ROWS", default=1000)
+CELERY_BEAT_SCHEDULE["drift-schedules"] = {
+    "task": "apps.monitoring.tasks_drift.drift_schedules_sweep",
+    "schedule": 300,
+    "options": {"expires": 300},
 }
 
 # --- auth --------------------------------------------------------------------------------------

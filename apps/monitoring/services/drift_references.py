@@ -168,7 +168,7 @@ def _put_bins(arrays: dict, prefix: str, bins: drift.ReferenceBins) -> None:
 
 def _get_bins(arrays, prefix: str) -> drift.ReferenceBins:
     counts = arrays[f"{prefix}/counts"]
-    values = arrays[f"{prefix}/values"] if f"{prefix}/values" in arrays else None
+    values = arrays.get(f"{prefix}/values", None)
     return drift.ReferenceBins(
         edges=arrays[f"{prefix}/edges"],
         reference_counts=counts,

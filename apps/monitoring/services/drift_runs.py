@@ -13,6 +13,7 @@ O(chunks x U), not O(window).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict
 from datetime import timedelta
@@ -64,7 +65,9 @@ def drift_run_request(*, actor, model: RegisteredModel, trigger: str = DriftRun.
             obj=run,
             after={"version": version.version, "trigger": trigger, "window": [start, end]},
         )
-        enqueue_on_commit("apps.monitoring.tasks.drift_run_execute", run.pk, task_id=f"drift-run-{run.pk}")
+        enqueue_on_commit(
+            "apps.monitoring.tasks_drift.drift_run_execute", run.pk, task_id=f"drift-run-{run.pk}"
+        )
     return run
 
 
@@ -120,7 +123,11 @@ def chunk_bounds(run: DriftRun, index: int):
     """[since, until) of chunk `index`: equal slices of the window, the last ending at its end exactly."""
     span = run.window_end - run.window_start
     since = run.window_start + span * index / run.chunks_total
-    until = run.window_end if index == run.chunks_total - 1 else run.window_start + span * (index + 1) / run.chunks_total
+    until = (
+        run.window_end
+        if index == run.chunks_total - 1
+        else run.window_start + span * (index + 1) / run.chunks_total
+    )
     return since, until
 
 
@@ -229,7 +236,7 @@ def _numeric_labels(edges) -> list[str]:
     edges = [f"{edge:.4g}" for edge in edges]
     if not edges:
         return ["all"]
-    inner = [f"({low}, {high}]" for low, high in zip(edges[:-1], edges[1:], strict=True)]
+    inner = [f"({low}, {high}]" for low, high in itertools.pairwise(edges)]
     return [f"<= {edges[0]}", *inner, f"> {edges[-1]}"]
 
 
@@ -269,12 +276,12 @@ def _feature_row(run: DriftRun, name: str, result, references: References) -> Fe
     return FeatureResult(
         run=run, feature=name, kind=result.kind, verdict=result.verdict, reason=result.reason,
         psi=_number(result.psi), js=_number(result.js), ks=_number(result.ks),
-        ks_pvalue=_number(result.ks_pvalue), chi2=_number(result.chi2), chi2_pvalue=_number(result.chi2_pvalue),
-        pvalue_adjusted=_number(result.pvalue_adjusted), n_reference=result.n_reference,
-        n_current=result.n_current, min_rows=result.min_rows_psi,
+        ks_pvalue=_number(result.ks_pvalue), chi2=_number(result.chi2),
+        chi2_pvalue=_number(result.chi2_pvalue), pvalue_adjusted=_number(result.pvalue_adjusted),
+        n_reference=result.n_reference, n_current=result.n_current, min_rows=result.min_rows_psi,
         detail=plain({"labels": labels, "reference_shares": list(result.reference_shares),
-                      "current_shares": list(result.current_shares), "missing_current": result.missing_current,
-                      "psi_null": result.psi_null}),
+                      "current_shares": list(result.current_shares),
+                      "missing_current": result.missing_current, "psi_null": result.psi_null}),
     )  # fmt: skip
 
 
@@ -287,7 +294,9 @@ def severe_count(results: dict, policy: MonitoringPolicy) -> int:
     return sum(
         1
         for result in results.values()
-        if result.verdict != drift.NOT_ENOUGH_DATA and result.psi is not None and result.psi >= policy.psi_severe
+        if result.verdict != drift.NOT_ENOUGH_DATA
+        and result.psi is not None
+        and result.psi >= policy.psi_severe
     )
 
 
@@ -303,7 +312,9 @@ def severe_history(run: DriftRun, policy: MonitoringPolicy) -> list[str]:
         .values_list("verdict", "severe")[: max(policy.persistence_m - 1, 0)]
     )  # fmt: skip
     levels = [
-        drift.NOT_ENOUGH_DATA if verdict == drift.NOT_ENOUGH_DATA else (drift.DRIFT if severe else drift.NO_DRIFT)
+        drift.NOT_ENOUGH_DATA
+        if verdict == drift.NOT_ENOUGH_DATA
+        else (drift.DRIFT if severe else drift.NO_DRIFT)
         for verdict, severe in reversed(list(earlier))
     ]
     return levels
@@ -336,7 +347,9 @@ def compare_run(run: DriftRun, merged: dict, references: References) -> dict:
 def _labelled(run: DriftRun):
     from apps.serving.selectors import labelled_window
 
-    return labelled_window(run.model, since=run.window_start, until=run.window_end, version=run.version.version)
+    return labelled_window(
+        run.model, since=run.window_start, until=run.window_end, version=run.version.version
+    )
 
 
 def drift_run_complete(*, run: DriftRun, summaries: list[dict]) -> DriftRun:
@@ -403,7 +416,9 @@ def drift_run_complete(*, run: DriftRun, summaries: list[dict]) -> DriftRun:
             after={"status": Status.SUCCEEDED, "verdict": verdict, "drifted": drifted, "severe": severe,
                    "persistent": persistent, "rows": merged["rows"]},
         )  # fmt: skip
-        enqueue_on_commit("apps.monitoring.tasks.drift_run_respond", run.pk, task_id=f"drift-respond-{run.pk}")
+        enqueue_on_commit(
+            "apps.monitoring.tasks_drift.drift_run_respond", run.pk, task_id=f"drift-respond-{run.pk}"
+        )
     run.refresh_from_db()
     return run
 
