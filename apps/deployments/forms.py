@@ -1,0 +1,46 @@
+"""Forms of the deployments pages: the list's filters and the reason a control asks for. They parse
+input; whether a control is allowed (who, in which state, with which reason) is the services' to say."""
+
+from django import forms
+
+from hafnium_portal.converters import is_model_name
+
+from .machine import Kind, State
+
+STATE_LABELS = {state: state.value.replace("_", " ").capitalize() for state in State}
+
+
+class RolloutFilterForm(forms.Form):
+    """The GET filters of the deployments list; a field with a bad value is reported and left out."""
+
+    model = forms.ChoiceField(label="Model", required=False)
+    state = forms.ChoiceField(
+        label="State", required=False, choices=[("", "Any state"), *STATE_LABELS.items()]
+    )
+    kind = forms.ChoiceField(
+        label="Kind",
+        required=False,
+        choices=[("", "Staging and production"), (Kind.STAGING, "Staging"), (Kind.PRODUCTION, "Production")],
+    )
+
+    def __init__(self, data, *, model_names):
+        super().__init__(data)
+        # Only models the user may see are offered; a name outside the rule is never looked up.
+        self.fields["model"].choices = [("", "Any model")] + [
+            (name, name) for name in model_names if is_model_name(name)
+        ]
+
+    def filters(self) -> dict[str, str]:
+        self.is_valid()
+        cleaned = getattr(self, "cleaned_data", {})
+        return {name: cleaned.get(name, "") for name in ("model", "state", "kind")}
+
+    def query(self) -> dict[str, str]:
+        """The valid, non-empty filters as query parameters, for page links."""
+        return {name: value for name, value in self.filters().items() if value}
+
+
+class ReasonForm(forms.Form):
+    """The reason a person gives for a control (promote now, abort, emergency rollback need one)."""
+
+    reason = forms.CharField(label="Reason", required=False, max_length=2000, strip=True)
