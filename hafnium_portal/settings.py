@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "apps.governance",
     "apps.training",
     "apps.serving",
+    "apps.deployments",
 ]
 
 MIDDLEWARE = [

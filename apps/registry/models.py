@@ -13,6 +13,8 @@ class Stage(models.TextChoices):
     PRODUCTION = "production", "Production"
     ARCHIVED = "archived", "Archived"
     REJECTED = "rejected", "Rejected"
+    # A canary that failed its analysis, or a Production version taken back by an emergency rollback.
+    ROLLED_BACK = "rolled_back", "Rolled back"
 
 
 # The governance ladder, bottom to top; a version moves one rung at a time.
@@ -32,10 +34,12 @@ ALIAS_OF_STAGE = {Stage.CANDIDATE: "candidate", Stage.STAGING: "staging", Stage.
 TRANSITIONS = {
     Stage.EXPERIMENT: {Stage.CANDIDATE, Stage.ARCHIVED},
     Stage.CANDIDATE: {Stage.STAGING, Stage.REJECTED, Stage.ARCHIVED},
-    Stage.STAGING: {Stage.PRODUCTION, Stage.REJECTED, Stage.ARCHIVED},
-    Stage.PRODUCTION: {Stage.ARCHIVED},
-    Stage.ARCHIVED: set(),
+    Stage.STAGING: {Stage.PRODUCTION, Stage.REJECTED, Stage.ROLLED_BACK, Stage.ARCHIVED},
+    Stage.PRODUCTION: {Stage.ARCHIVED, Stage.ROLLED_BACK},
+    # An emergency rollback puts the last good version back in Production (apps.deployments).
+    Stage.ARCHIVED: {Stage.PRODUCTION},
     Stage.REJECTED: set(),
+    Stage.ROLLED_BACK: set(),
 }
 
 
