@@ -214,6 +214,10 @@ class PredictionLog(models.Model):
     latency_ms = models.FloatField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OK)
     created_at = models.DateTimeField()
+    environment = models.CharField(max_length=20, default="production")
+    embedding = FloatArrayField(
+        null=True, blank=True, help_text="the item's embedding, logged, not a model input"
+    )
 
     class Meta:
         ordering = ["-created_at"]

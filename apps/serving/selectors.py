@@ -1,15 +1,25 @@
-"""Reads of serving for the portal's pages: which version answers, breaker states, the last hour."""
+"""Reads of serving: which version answers, breaker states, the prediction logs for rollouts and monitoring.
 
-from datetime import timedelta
+The log reads (`version_stats`, `timeseries`, `log_window`, `labelled_window`) take a half-open window
+[since, until) and one environment. On PostgreSQL the aggregates are SQL (percentile_cont, one query);
+on SQLite (the embedded default) the same numbers are computed with numpy from the rows, with the
+same definition of a percentile (linear interpolation), so both give the same answers.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from django.db import connection
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from apps.registry.models import RegisteredModel
 
 from . import hotpath, router
 from .config import SERVABLE_STAGES
-from .models import BreakerTransition, FallbackRule, PredictionLog, ServingPolicy
+from .models import BreakerTransition, Decision, FallbackRule, Feedback, PredictionLog, ServingPolicy
 
 WINDOW = timedelta(hours=1)
 
@@ -88,3 +98,315 @@ def serving_summary(model: RegisteredModel) -> dict:
         "rules": list(FallbackRule.objects.filter(model=model)),
         "transitions": list(BreakerTransition.objects.filter(model=model)[:10]),
     }
+
+
+# --- prediction logs for rollouts and monitoring ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """A version's answers in a window. `fallbacks` counts every answer of the rules (model errors
+    included, as those are answered by the rules too); `errors` the answers with status "error".
+    Latency percentiles and the mean score are None when the version answered nothing."""
+
+    requests: int
+    errors: int
+    fallbacks: int
+    p50_ms: float | None
+    p99_ms: float | None
+    mean_score: float | None
+    decline_rate: float | None
+
+
+def _window_sql(*, since, until, environment, versions) -> tuple[str, list]:
+    where = "model_id = %s AND created_at >= %s AND created_at < %s AND environment = %s"
+    params = [since, until, environment]
+    if versions is not None:
+        where += " AND version = ANY(%s)"
+        params.append(list(versions))
+    return where, params
+
+
+def _window(model, *, since, until, environment, versions=None, version=None):
+    logs = PredictionLog.objects.filter(
+        model=model, created_at__gte=since, created_at__lt=until, environment=environment
+    )
+    if versions is not None:
+        logs = logs.filter(version__in=list(versions))
+    if version is not None:
+        logs = logs.filter(version=version)
+    return logs
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def version_stats(
+    model: RegisteredModel,
+    *,
+    since: datetime,
+    until: datetime,
+    environment: str = "production",
+    versions=None,
+) -> dict[int, VersionStats]:
+    """Each version's requests, errors, fallbacks, latency p50/p99, mean score and decline rate.
+
+    A version named in `versions` that answered nothing in the window is there with zero requests.
+    """
+    table = PredictionLog._meta.db_table
+    found: dict[int, VersionStats] = {}
+    if connection.vendor == "postgresql":
+        where, params = _window_sql(since=since, until=until, environment=environment, versions=versions)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT version, count(*), count(*) FILTER (WHERE status = 'error'),
+                       count(*) FILTER (WHERE fallback),
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms),
+                       avg(score), avg((decision = %s)::int)
+                FROM {table} WHERE {where} GROUP BY version
+                """,  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
+                [Decision.DECLINE, model.pk, *params],
+            )
+            for number, requests, errors, fallbacks, p50, p99, mean_score, decline_rate in cursor.fetchall():
+                found[number] = VersionStats(
+                    requests, errors, fallbacks, p50, p99, float(mean_score), float(decline_rate)
+                )
+    else:
+        rows = _window(model, since=since, until=until, environment=environment, versions=versions)
+        columns = list(rows.values_list("version", "status", "fallback", "latency_ms", "score", "decision"))
+        if columns:
+            number, status, fallback, latency, score, decision = (
+                np.array(c) for c in zip(*columns, strict=True)
+            )
+            for version in np.unique(number):
+                chosen = number == version
+                found[int(version)] = VersionStats(
+                    requests=int(chosen.sum()),
+                    errors=int((status[chosen] == "error").sum()),
+                    fallbacks=int(fallback[chosen].astype(bool).sum()),
+                    p50_ms=_percentile(latency[chosen].astype(float), 50),
+                    p99_ms=_percentile(latency[chosen].astype(float), 99),
+                    mean_score=float(score[chosen].astype(float).mean()),
+                    decline_rate=float((decision[chosen] == Decision.DECLINE).mean()),
+                )
+    for number in versions or ():
+        found.setdefault(int(number), VersionStats(0, 0, 0, None, None, None, None))
+    return found
+
+
+@dataclass(frozen=True)
+class TimeBucket:
+    """A version's answers in [start, start + step): the p99 latency is None in an empty bucket."""
+
+    start: datetime
+    requests: int
+    errors: int
+    fallbacks: int
+    p99_ms: float | None
+
+
+MAX_BUCKETS = 10_000
+
+
+def timeseries(
+    model: RegisteredModel, *, since: datetime, until: datetime, step_seconds: int,
+    environment: str = "production", versions=None,
+) -> dict[int, list[TimeBucket]]:  # fmt: skip
+    """Per version, every bucket of `step_seconds` from `since` to `until` (empty ones included, so a
+    chart shows the gaps): requests, errors (status "error"), fallbacks, p99 latency.
+
+    A version is in the answer if it answered in the window or is named in `versions`.
+    """
+    if step_seconds <= 0:
+        raise ValueError("step_seconds must be positive")
+    count = max(0, math.ceil((until - since).total_seconds() / step_seconds))
+    if count > MAX_BUCKETS:
+        raise ValueError(f"{count} buckets: choose a longer step (at most {MAX_BUCKETS} buckets)")
+    cells: dict[tuple[int, int], tuple[int, int, int, float | None]] = {}
+    table = PredictionLog._meta.db_table
+    if connection.vendor == "postgresql":
+        where, params = _window_sql(since=since, until=until, environment=environment, versions=versions)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT version, floor(extract(epoch FROM created_at - %s) / %s)::int AS bucket, count(*),
+                       count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE fallback),
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
+                FROM {table} WHERE {where} GROUP BY version, bucket
+                """,  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
+                [since, step_seconds, model.pk, *params],
+            )
+            for number, bucket, requests, errors, fallbacks, p99 in cursor.fetchall():
+                cells[(number, bucket)] = (requests, errors, fallbacks, p99)
+    else:
+        rows = _window(model, since=since, until=until, environment=environment, versions=versions)
+        columns = list(rows.values_list("version", "created_at", "status", "fallback", "latency_ms"))
+        if columns:
+            number, at, status, fallback, latency = (
+                np.array(c, dtype=object) for c in zip(*columns, strict=True)
+            )
+            bucket = np.array([int((t - since).total_seconds() // step_seconds) for t in at])
+            latency = latency.astype(float)
+            for key in {(int(v), int(b)) for v, b in zip(number, bucket, strict=True)}:
+                chosen = (number == key[0]) & (bucket == key[1])
+                cells[key] = (
+                    int(chosen.sum()),
+                    int((status[chosen] == "error").sum()),
+                    int(fallback[chosen].astype(bool).sum()),
+                    _percentile(latency[chosen], 99),
+                )
+    numbers = sorted({number for number, _ in cells} | {int(number) for number in versions or ()})
+    return {
+        number: [
+            TimeBucket(
+                since + timedelta(seconds=index * step_seconds), *cells.get((number, index), (0, 0, 0, None))
+            )
+            for index in range(count)
+        ]
+        for number in numbers
+    }
+
+
+@dataclass
+class LogWindow:
+    """The logged answers of a window as numpy columns, in the order they were answered.
+
+    `numeric` holds the numeric features (float64, NaN for a missing value) and `categorical` the
+    categorical ones (object arrays of str, None when missing), keyed by feature name in signature
+    order. `embedding` is an n x d matrix (NaN rows for items logged without one), or None when no
+    item of the window carried one.
+    """
+
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, np.ndarray]
+    score: np.ndarray
+    latency_ms: np.ndarray
+    fallback: np.ndarray
+    status: np.ndarray
+    version: np.ndarray
+    created_at: np.ndarray
+    transaction_id: np.ndarray
+    embedding: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return len(self.score)
+
+
+def _feature_names(model: RegisteredModel, versions) -> dict[int, tuple[list[str], list[str]]]:
+    """(numeric names, categorical names) of each version, in signature order, as the logs hold them."""
+    from .validation import features_of
+
+    names = {}
+    for number, signature in model.versions.filter(version__in=list(versions)).values_list(
+        "version", "signature"
+    ):
+        features = features_of(signature)
+        names[number] = ([f.name for f in features if f.numeric], [f.name for f in features if not f.numeric])
+    return names
+
+
+def _columns_by_name(
+    number_of_rows: int, groups: dict[int, np.ndarray], arrays: dict[int, list],
+    names: dict[int, list[str]], *, dtype,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Place each version's feature arrays under their names (a version without a feature: NaN/None)."""
+    order = []
+    for number in sorted(groups, reverse=True):  # the newest version's order first
+        order += [name for name in names[number] if name not in order]
+    empty = np.nan if dtype is np.float64 else None
+    columns = {name: np.full(number_of_rows, empty, dtype=dtype) for name in order}
+    for number, rows in groups.items():
+        matrix = np.array(arrays[number], dtype=dtype).reshape(len(rows), -1)
+        for position, name in enumerate(names[number][: matrix.shape[1]]):
+            columns[name][rows] = matrix[:, position]
+    return columns
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def log_window(
+    model: RegisteredModel, *, since: datetime, until: datetime, version: int | None = None,
+    environment: str = "production", limit: int | None = None,
+) -> LogWindow:  # fmt: skip
+    """The window's logged answers as numpy columns (the latest `limit` ones if given), oldest first."""
+    logs = _window(model, since=since, until=until, environment=environment, version=version)
+    if limit is not None:
+        logs = logs.order_by("-created_at", "-id")[:limit]
+    else:
+        logs = logs.order_by("created_at", "id")
+    rows = list(
+        logs.values_list(
+            "version", "numeric_features", "categorical_features", "score", "latency_ms", "fallback",
+            "status", "created_at", "transaction_id", "embedding",
+        )
+    )  # fmt: skip
+    if limit is not None:
+        rows.reverse()
+    number = np.array([row[0] for row in rows], dtype=np.int64)
+    groups = {int(v): np.flatnonzero(number == v) for v in np.unique(number)}
+    names = _feature_names(model, groups)
+    for v in groups:  # a version without a usable signature: positional names
+        if v not in names or not any(names[v]):
+            first = rows[groups[v][0]]
+            names[v] = (
+                [f"numeric_{i}" for i in range(len(first[1]))],
+                [f"categorical_{i}" for i in range(len(first[2]))],
+            )
+    embeddings = [row[9] for row in rows]
+    width = max((len(e) for e in embeddings if e), default=0)
+    embedding = None
+    if width:
+        embedding = np.full((len(rows), width), np.nan)
+        for index, values in enumerate(embeddings):
+            if values:
+                embedding[index, : len(values)] = values
+    return LogWindow(
+        numeric=_columns_by_name(
+            len(rows), groups, {v: [rows[i][1] for i in r] for v, r in groups.items()},
+            {v: n[0] for v, n in names.items()}, dtype=np.float64,
+        ),
+        categorical=_columns_by_name(
+            len(rows), groups, {v: [rows[i][2] for i in r] for v, r in groups.items()},
+            {v: n[1] for v, n in names.items()}, dtype=object,
+        ),
+        score=np.array([row[3] for row in rows], dtype=np.float64),
+        latency_ms=np.array([row[4] for row in rows], dtype=np.float64),
+        fallback=np.array([row[5] for row in rows], dtype=bool),
+        status=np.array([row[6] for row in rows], dtype=object),
+        version=number,
+        created_at=np.array([_naive_utc(row[7]) for row in rows], dtype="datetime64[us]"),
+        transaction_id=np.array([row[8] for row in rows], dtype=object),
+        embedding=embedding,
+    )  # fmt: skip
+
+
+def labelled_window(
+    model: RegisteredModel, *, since: datetime, until: datetime, version: int | None = None,
+    environment: str = "production", include_fallback: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(scores, labels) of the window's answers whose transaction has a label (Feedback), oldest first.
+
+    By default only the model's own answers: a rules-only score says nothing of the model's quality.
+    """
+    logs = _window(model, since=since, until=until, environment=environment, version=version)
+    if not include_fallback:
+        logs = logs.filter(fallback=False)
+    labels = Feedback.objects.filter(model=model, transaction_id=OuterRef("transaction_id")).values("label")[
+        :1
+    ]
+    rows = list(
+        logs.annotate(label=Subquery(labels))
+        .filter(label__isnull=False)
+        .order_by("created_at", "id")
+        .values_list("score", "label")
+    )
+    return (
+        np.array([score for score, _ in rows], dtype=np.float64),
+        np.array([label for _, label in rows], dtype=bool),
+    )

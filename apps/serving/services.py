@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -231,6 +232,19 @@ def _field(fields: dict, name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _embedding(text: str) -> list[float] | None:
+    """An entry's embedding: a JSON list of finite numbers, or nothing (older entries have no field)."""
+    if not text:
+        return None
+    values = json.loads(text)
+    if not isinstance(values, list) or not all(
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        for value in values
+    ):
+        raise ValueError("embedding is not a list of finite numbers")
+    return [float(value) for value in values] or None
+
+
 def logs_write(entries: list[dict]) -> int:
     """Insert a batch of log entries (multi-row INSERT, ON CONFLICT (request_id) DO NOTHING)."""
     rows = []
@@ -251,6 +265,8 @@ def logs_write(entries: list[dict]) -> int:
                     latency_ms=float(_field(fields, "latency_ms")),
                     status=_field(fields, "status"),
                     created_at=_at(_field(fields, "created_at")),
+                    environment=_field(fields, "environment") or "production",
+                    embedding=_embedding(_field(fields, "embedding")),
                 )
             )
         except (ValueError, TypeError) as exc:  # a malformed entry is skipped, not retried forever
