@@ -20,6 +20,7 @@ urlpatterns = [
     path("governance/", include("apps.governance.urls")),
     path("audit/", include("apps.audit.urls")),
     path("serving/", include("apps.serving.urls")),
+    path("deployments/", include("apps.deployments.urls")),
     path("api/v1/", include("apps.registry.api_urls")),
     path("api/v1/", include("apps.governance.api_urls")),
     path("api/v1/", include("apps.audit.api_urls")),

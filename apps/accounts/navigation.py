@@ -32,6 +32,7 @@ NAVIGATION = [
         "governance:my-requests",
         roles=frozenset({Role.DATA_SCIENTIST, Role.DATA_SCIENTIST_LEAD}),
     ),
+    NavItem("Deployments", "deployments:rollout-list"),
     NavItem("Audit", "audit:event-list", roles=frozenset({Role.COMPLIANCE, Role.MODEL_RISK, Role.MANAGER})),
     NavItem("Teams", "accounts:teams"),
     NavItem("API", "api-docs"),

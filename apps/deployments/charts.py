@@ -27,16 +27,17 @@ MARKER_COLOUR = "#6c757d"
 
 @dataclass(frozen=True)
 class Bucket:
-    """One version's traffic in one time bucket (p99 None: no request in it)."""
+    """One version's traffic in [start, start + step) (p99 None: no request in it). Serving's
+    `selectors.timeseries` buckets have these fields and are drawn as they are."""
 
-    at: datetime
+    start: datetime
     requests: int
     errors: int
     p99_ms: float | None
 
-    @property
-    def error_rate_percent(self) -> float | None:
-        return 100.0 * self.errors / self.requests if self.requests else None
+
+def _error_rate_percent(bucket: Bucket) -> float | None:
+    return 100.0 * bucket.errors / bucket.requests if bucket.requests else None
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,12 @@ def _number(value: float | None) -> float | None:
 
 
 def _version_traces(fig, buckets: Sequence[Bucket], *, name: str, colour: str, dash: str) -> None:
-    x = [_iso(bucket.at) for bucket in buckets]
+    x = [_iso(bucket.start) for bucket in buckets]
     hover = [f"{bucket.errors} errors / {bucket.requests} requests" for bucket in buckets]
     fig.add_trace(
         go.Scatter(
             x=x,
-            y=[_number(bucket.error_rate_percent) for bucket in buckets],
+            y=[_number(_error_rate_percent(bucket)) for bucket in buckets],
             name=f"{name} error rate",
             legendgroup=name,
             mode="lines+markers",

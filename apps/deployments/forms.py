@@ -5,9 +5,8 @@ from django import forms
 
 from hafnium_portal.converters import is_model_name
 
-from .machine import Kind, State
-
-STATE_LABELS = {state: state.value.replace("_", " ").capitalize() for state in State}
+from .models import Rollout
+from .selectors import ACTIVE
 
 
 class RolloutFilterForm(forms.Form):
@@ -15,13 +14,11 @@ class RolloutFilterForm(forms.Form):
 
     model = forms.ChoiceField(label="Model", required=False)
     state = forms.ChoiceField(
-        label="State", required=False, choices=[("", "Any state"), *STATE_LABELS.items()]
-    )
-    kind = forms.ChoiceField(
-        label="Kind",
+        label="State",
         required=False,
-        choices=[("", "Staging and production"), (Kind.STAGING, "Staging"), (Kind.PRODUCTION, "Production")],
+        choices=[("", "Any state"), (ACTIVE, "Active (not finished)"), *Rollout.State.choices],
     )
+    kind = forms.ChoiceField(label="Kind", required=False, choices=[("", "Any kind"), *Rollout.Kind.choices])
 
     def __init__(self, data, *, model_names):
         super().__init__(data)

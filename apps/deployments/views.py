@@ -5,7 +5,6 @@ Views parse input, fetch through permissions, call one service and render; a ref
 service's reason with its status (400, 403, 409) and changes nothing.
 """
 
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -18,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import trigger_client_event
 
 from apps.registry.selectors import models_visible_to, production_version
+from apps.serving.selectors import timeseries
 from hafnium_portal.errors import DomainError
 
 from . import charts, machine, permissions, selectors, services
@@ -99,31 +99,14 @@ def _chart(rollout: Rollout, events) -> dict | None:
     """The canary-vs-stable figure over the rollout's life so far (None for a staging deployment)."""
     if rollout.kind != Rollout.Kind.CANARY:
         return None
-    from apps.serving.selectors import timeseries
-
     since = rollout.created_at
     until = rollout.finished_at or timezone.now()
     step = charts.bucket_seconds((until - since).total_seconds())
     versions = [v.version for v in (rollout.candidate, rollout.stable) if v is not None]
-    series = timeseries(
-        rollout.model,
-        since=since,
-        until=until + timedelta(seconds=step),
-        step_seconds=step,
-        versions=versions,
-    )
-
-    def buckets(version) -> list[charts.Bucket]:
-        if version is None:
-            return []
-        return [
-            charts.Bucket(at=point.at, requests=point.requests, errors=point.errors, p99_ms=point.p99_ms)
-            for point in series.get(version.version, [])
-        ]
-
+    series = timeseries(rollout.model, since=since, until=until, step_seconds=step, versions=versions)
     return charts.rollout_figure(
-        canary=buckets(rollout.candidate),
-        stable=buckets(rollout.stable),
+        canary=series.get(rollout.candidate.version, []),
+        stable=series.get(rollout.stable.version, []) if rollout.stable else [],
         canary_name=f"v{rollout.candidate.version} (canary)",
         stable_name=f"v{rollout.stable.version} (stable)" if rollout.stable else "stable",
         markers=_markers(events),

@@ -1,0 +1,331 @@
+"""The deployments pages: who sees which rollouts and which controls (and nothing changes when refused),
+the list's filters and pages, a rollout's live part (htmx polling that stops when finished), its analysis
+table and its chart from the prediction logs."""
+
+import json
+import re
+import uuid
+from datetime import timedelta
+from html import unescape
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.deployments.models import Rollout, RolloutEvent
+from apps.deployments.selectors import policy_in_force
+from apps.registry.models import ModelVersion
+from apps.serving.models import PredictionLog
+from tests.deployments.page_fixtures import canary, make_canary, other_canary  # noqa: F401  fixtures
+
+pytestmark = pytest.mark.django_db
+State = Rollout.State
+
+EVERYONE = [
+    "data_scientist",
+    "ds_lead",
+    "ml_engineer",
+    "model_risk",
+    "compliance",
+    "manager",
+    "other_data_scientist",
+    "outsider",
+]
+SEE_FRAUD = ["data_scientist", "ds_lead", "ml_engineer", "model_risk", "compliance", "manager"]
+CONTROLS = ["pause-form", "promote-form", "abort-form"]
+
+
+def text_of(response) -> str:
+    html = re.sub(r"<script.*?</script>", " ", response.content.decode(), flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+def listed(response) -> list[int]:
+    return [rollout.pk for rollout in response.context["page"].object_list]
+
+
+def events_of(rollout) -> int:
+    return RolloutEvent.objects.filter(rollout=rollout).count()
+
+
+def finished_rollouts(model, count: int, *, state=State.ABORTED, kind=Rollout.Kind.CANARY) -> list[Rollout]:
+    """Rollouts that ended (any number of them may exist per model), oldest first."""
+    candidate = ModelVersion.objects.get(model=model, version=2)
+    policy = policy_in_force(None)
+    return [
+        Rollout.objects.create(model=model, candidate=candidate, kind=kind, policy=policy, state=state)
+        for _ in range(count)
+    ]
+
+
+# --- navigation and the list --------------------------------------------------------------------------
+
+
+def test_deployments_is_in_the_navigation_of_every_signed_in_person(client, outsider):
+    client.force_login(outsider)
+    labels = [item["label"] for item in client.get(reverse("home")).context["nav_items"]]
+    assert "Deployments" in labels
+
+
+def test_the_list_asks_anonymous_visitors_to_log_in(client):
+    response = client.get(reverse("deployments:rollout-list"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("accounts:login"))
+
+
+@pytest.mark.parametrize(
+    ("person", "sees"),
+    [
+        ("data_scientist", ["canary"]),
+        ("ml_engineer", ["canary", "other_canary"]),
+        ("manager", ["canary", "other_canary"]),
+        ("other_data_scientist", ["other_canary"]),
+        ("outsider", []),
+    ],
+)
+def test_each_person_lists_the_rollouts_of_the_models_they_may_see(
+    client, request, canary, other_canary, person, sees
+):
+    client.force_login(request.getfixturevalue(person))
+    response = client.get(reverse("deployments:rollout-list"))
+    assert response.status_code == 200
+    assert sorted(listed(response)) == sorted(request.getfixturevalue(name).pk for name in sees)
+
+
+def test_an_empty_list_says_how_deployments_start(client, outsider):
+    client.force_login(outsider)
+    response = client.get(reverse("deployments:rollout-list"))
+    assert "No deployment yet" in text_of(response)
+
+
+def test_the_list_filters_by_model_state_and_kind(client, ml_engineer, canary, other_canary):
+    staging = finished_rollouts(canary.model, 1, state=State.STAGED, kind=Rollout.Kind.STAGING)[0]
+    client.force_login(ml_engineer)
+    url = reverse("deployments:rollout-list")
+    assert listed(client.get(url, {"model": "fraud-scorer"})) == [staging.pk, canary.pk]
+    assert listed(client.get(url, {"kind": "staging"})) == [staging.pk]
+    assert sorted(listed(client.get(url, {"state": "active"}))) == sorted([canary.pk, other_canary.pk])
+    assert listed(client.get(url, {"state": "staged", "model": "fraud-scorer"})) == [staging.pk]
+    response = client.get(url, {"state": "succeeded"})
+    assert listed(response) == []
+    assert "No deployment matches these filters" in text_of(response)
+
+
+def test_a_model_the_person_may_not_see_is_no_filter_and_leaks_nothing(client, data_scientist, other_canary):
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-list"), {"model": "payments-anomaly"})
+    assert response.status_code == 400
+    assert listed(response) == []
+    assert "This filter was left out" in text_of(response)
+
+
+@pytest.mark.parametrize("value", ["x\x00y", "%00", "x" * 5000, "' OR 1=1--", "модель-😀\u202e"])
+def test_hostile_filter_values_are_form_errors_not_server_errors(client, ml_engineer, canary, value):
+    client.force_login(ml_engineer)
+    response = client.get(
+        reverse("deployments:rollout-list"), {"model": value, "state": value, "kind": value, "page": value}
+    )
+    assert response.status_code == 400
+    assert set(response.context["form"].errors) == {"model", "state", "kind"}
+    assert listed(response) == [canary.pk]  # every bad filter left out
+
+
+def test_the_list_is_paginated_and_page_links_keep_the_filters(client, ml_engineer, fraud_model):
+    rollouts = finished_rollouts(fraud_model, 30)
+    client.force_login(ml_engineer)
+    url = reverse("deployments:rollout-list")
+    first = client.get(url, {"model": "fraud-scorer"})
+    assert listed(first) == [r.pk for r in reversed(rollouts)][:25]
+    assert "?model=fraud-scorer&amp;page=2" in first.content.decode()
+    second = client.get(url, {"model": "fraud-scorer", "page": 2})
+    assert listed(second) == [r.pk for r in reversed(rollouts)][25:]
+
+
+# --- a rollout ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("person", EVERYONE)
+def test_a_rollout_page_is_seen_by_those_who_see_its_model_and_controlled_by_ml_engineers(
+    client, request, canary, person
+):
+    client.force_login(request.getfixturevalue(person))
+    response = client.get(reverse("deployments:rollout-detail", args=[canary.pk]))
+    if person not in SEE_FRAUD:
+        assert response.status_code == 404
+        return
+    assert response.status_code == 200
+    html = response.content.decode()
+    for control in CONTROLS:
+        assert (f'data-testid="{control}"' in html) == (person == "ml_engineer"), control
+    assert 'data-testid="resume-form"' not in html  # only a paused rollout resumes
+
+
+def test_anonymous_visitors_are_sent_to_log_in_from_a_rollout_and_its_parts(client, canary):
+    for name in ("rollout-detail", "rollout-live", "rollout-controls", "rollout-chart"):
+        response = client.get(reverse(f"deployments:{name}", args=[canary.pk]))
+        assert response.status_code == 302, name
+
+
+@pytest.mark.parametrize("name", ["rollout-live", "rollout-controls", "rollout-chart"])
+def test_the_parts_of_another_teams_rollout_are_not_found(client, data_scientist, other_canary, name):
+    client.force_login(data_scientist)
+    assert client.get(reverse(f"deployments:{name}", args=[other_canary.pk])).status_code == 404
+
+
+def test_a_paused_rollout_offers_resume_promote_and_abort_but_not_pause(client, ml_engineer, fraud_model):
+    rollout = make_canary(fraud_model, state=State.PAUSED)
+    client.force_login(ml_engineer)
+    html = client.get(reverse("deployments:rollout-detail", args=[rollout.pk])).content.decode()
+    assert 'data-testid="resume-form"' in html
+    assert 'data-testid="promote-form"' in html
+    assert 'data-testid="abort-form"' in html
+    assert 'data-testid="pause-form"' not in html
+
+
+def test_a_finished_rollout_offers_no_control(client, ml_engineer, fraud_model):
+    rollout = make_canary(fraud_model, state=State.ABORTING)
+    client.force_login(ml_engineer)
+    html = client.get(reverse("deployments:rollout-detail", args=[rollout.pk])).content.decode()
+    assert not any(f'data-testid="{control}"' in html for control in [*CONTROLS, "resume-form"])
+
+
+@pytest.mark.parametrize(("person", "offered"), [("ml_engineer", True), ("model_risk", True), ("manager", False)])
+def test_a_succeeded_rollout_offers_the_emergency_rollback_to_ml_engineers_and_model_risk(
+    client, request, fraud_model, person, offered
+):
+    rollout = make_canary(fraud_model, state=State.PROMOTING)
+    rollout = make_canary_finish(rollout, State.SUCCEEDED)
+    client.force_login(request.getfixturevalue(person))
+    html = client.get(reverse("deployments:rollout-detail", args=[rollout.pk])).content.decode()
+    assert ('data-testid="emergency-rollback-link"' in html) is offered
+
+
+def make_canary_finish(rollout, state):
+    from tests.deployments.page_fixtures import record_move
+
+    return record_move(rollout, state, reason="done")
+
+
+def test_the_page_shows_progress_steps_analysis_and_timeline(client, data_scientist, canary):
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-detail", args=[canary.pk]))
+    text = text_of(response)
+    assert "State: Analysing" in text
+    assert "5 %" in response.content.decode()
+    steps = [(step.weight_bp, step.status) for step in response.context["detail"].steps]
+    assert steps == [(500, "current"), (10_000, "pending")]
+    rows = {row["metric"]: row for row in response.context["measurements"]}
+    assert (rows["error_rate"]["value"], rows["error_rate"]["threshold"]) == ("0.05 %", "0.1 %")
+    assert (rows["latency_p99_ms"]["value"], rows["latency_p99_ms"]["verdict"]) == ("180 ms", "failed")
+    assert "400 / 7600" in text
+    assert [event.to_state for event in response.context["events"]] == ["analysing", "canary"]
+
+
+def test_the_live_part_polls_while_the_rollout_is_active(client, data_scientist, canary):
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": "analysing"})
+    html = response.content.decode()
+    assert 'hx-trigger="every 2s, rollout-acted from:body"' in html
+    assert "HX-Trigger-After-Settle" not in response
+
+
+def test_the_live_part_stops_polling_and_tells_the_page_when_the_rollout_finished(
+    client, data_scientist, canary
+):
+    make_canary_finish(canary, State.ABORTING)
+    make_canary_finish(canary, State.ABORTED)
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": "analysing"})
+    html = response.content.decode()
+    assert 'hx-trigger="rollout-acted from:body"' in html
+    assert "every 2s" not in html
+    assert 'data-state="aborted"' in html
+    assert json.loads(response["HX-Trigger-After-Settle"]) == {"rollout-state-changed": {}}
+
+
+def test_a_hostile_seen_value_is_only_a_state_that_differs(client, data_scientist, canary):
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": "x\x00y"})
+    assert response.status_code == 200
+    assert "rollout-state-changed" in response["HX-Trigger-After-Settle"]
+
+
+def test_an_id_past_any_integer_column_is_not_found(client, ml_engineer):
+    client.force_login(ml_engineer)
+    for name in ("rollout-detail", "rollout-live", "rollout-abort"):
+        response = client.get(f"/deployments/{'9' * 30}/" + ("" if name == "rollout-detail" else name[8:] + "/"))
+        assert response.status_code in (404, 405), name
+
+
+# --- the chart --------------------------------------------------------------------------------------
+
+
+def log(model, version: int, at, *, latency: float, status: str = "ok"):
+    PredictionLog.objects.create(
+        request_id=uuid.uuid4().hex,
+        transaction_id=uuid.uuid4().hex,
+        model=model,
+        version=version,
+        numeric_features=[1.0],
+        categorical_features=["x"],
+        score=0.1,
+        decision="approve",
+        fallback=status != "ok",
+        latency_ms=latency,
+        status=status,
+        created_at=at,
+    )
+
+
+def test_the_chart_draws_each_versions_production_traffic_since_the_rollout_started(
+    client, data_scientist, canary
+):
+    start = timezone.now() - timedelta(minutes=1)
+    Rollout.objects.filter(pk=canary.pk).update(created_at=start)
+    for index in range(4):
+        log(canary.model, 1, start + timedelta(seconds=1 + index), latency=20.0)
+    log(canary.model, 2, start + timedelta(seconds=1), latency=150.0)
+    log(canary.model, 2, start + timedelta(seconds=2), latency=150.0, status="error")
+    log(canary.model, 1, start - timedelta(minutes=5), latency=999.0)  # before the rollout
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-detail", args=[canary.pk]))
+    figure = response.context["chart"]
+    traces = {trace["name"]: trace for trace in figure["data"]}
+    assert set(traces) == {"v1 (stable) error rate", "v1 (stable) p99", "v2 (canary) error rate", "v2 (canary) p99"}
+    assert traces["v2 (canary) error rate"]["y"][0] == 50.0
+    assert traces["v1 (stable) error rate"]["y"][0] == 0.0
+    assert 999.0 not in traces["v1 (stable) p99"]["y"]
+    labels = [a["text"] for a in figure["layout"]["annotations"] if a.get("xref") == "x"]
+    assert labels == ["5 %"]
+    assert 'id="rollout-chart-data"' in response.content.decode()
+    assert "vendor/plotly/plotly.min.js" in response.content.decode()
+
+
+def test_the_chart_part_polls_while_active_and_not_once_finished(client, data_scientist, canary):
+    client.force_login(data_scientist)
+    url = reverse("deployments:rollout-chart", args=[canary.pk])
+    assert "every 10s" in client.get(url).content.decode()
+    make_canary_finish(canary, State.ABORTING)
+    make_canary_finish(canary, State.ABORTED)
+    html = client.get(url).content.decode()
+    assert "every 10s" not in html
+    assert "aborted" in json.loads(re.search(r'id="rollout-chart-data"[^>]*>(.*?)</script>', html, re.S)[1])[
+        "layout"
+    ]["annotations"][-1]["text"]
+
+
+def test_a_staging_deployment_has_no_chart_but_its_staging_tests(client, data_scientist, fraud_model):
+    (staging,) = finished_rollouts(fraud_model, 1, state=State.STAGING_TESTS, kind=Rollout.Kind.STAGING)
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-detail", args=[staging.pk]))
+    assert response.context["chart"] is None
+    assert "No staging test has run yet" in text_of(response)
+    assert "rollout_chart.js" not in response.content.decode()
+
+
+def test_now_is_used_for_a_running_rollouts_chart_window(client, data_scientist, canary):
+    log(canary.model, 2, timezone.now(), latency=42.0)
+    client.force_login(data_scientist)
+    figure = client.get(reverse("deployments:rollout-chart", args=[canary.pk])).context["chart"]
+    canary_p99 = next(t for t in figure["data"] if t["name"] == "v2 (canary) p99")
+    assert 42.0 in canary_p99["y"]
