@@ -283,6 +283,16 @@ SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
 # Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
+# Every routing table in force is published from PostgreSQL to Redis again this often (a Redis that
+# restarted empty routes by the database's tables again within this time).
+SERVING_ROUTES_PUBLISH_INTERVAL = env.int("SERVING_ROUTES_PUBLISH_INTERVAL", default=60)
+CELERY_BEAT_SCHEDULE["publish-routing-tables"] = {
+    "task": "apps.serving.tasks.publish_routing_tables",
+    "schedule": SERVING_ROUTES_PUBLISH_INTERVAL,
+    "options": {"expires": SERVING_ROUTES_PUBLISH_INTERVAL},
+}
+# Where workers reach the inference service (staging tests of a rollout score through it).
+HAFNIUM_INFERENCE_URL = env.str("HAFNIUM_INFERENCE_URL", default="http://127.0.0.1:8001")
 # Who is mailed when a model's circuit breaker opens (comma-separated); the governance webhook is
 # called too, signed the same way.
 SERVING_ONCALL_EMAILS = env.list("SERVING_ONCALL_EMAILS", default=[])

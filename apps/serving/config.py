@@ -46,6 +46,7 @@ class Client:
     user_id: int
     name: str
     can_score: bool
+    can_score_staging: bool = False
 
     is_authenticated = True
     is_active = True
@@ -104,14 +105,23 @@ def build() -> dict:
     from apps.registry.models import ModelVersion, RegisteredModel
 
     from .models import FallbackRule, ServingPolicy
+    from .routing import routed_versions
 
-    permission = Permission.objects.filter(content_type__app_label="serving", codename="score").first()
-    scorers = set()
-    if permission is not None:
+    def holders(codename: str) -> set[int]:
+        permission = Permission.objects.filter(content_type__app_label="serving", codename=codename).first()
+        if permission is None:
+            return set()
         allowed = Q(is_superuser=True) | Q(user_permissions=permission) | Q(groups__permissions=permission)
-        scorers = set(get_user_model().objects.filter(allowed, is_active=True).values_list("pk", flat=True))
+        return set(get_user_model().objects.filter(allowed, is_active=True).values_list("pk", flat=True))
+
+    scorers, staging_scorers = holders("score"), holders("score_staging")
     clients = {
-        token_digest(key): {"user_id": user_id, "name": username, "can_score": user_id in scorers}
+        token_digest(key): {
+            "user_id": user_id,
+            "name": username,
+            "can_score": user_id in scorers,
+            "can_score_staging": user_id in staging_scorers,
+        }
         for key, user_id, username in Token.objects.filter(user__is_active=True).values_list(
             "key", "user_id", "user__username"
         )
@@ -126,7 +136,11 @@ def build() -> dict:
             "rules": [],
         }
     names = {entry["id"]: name for name, entry in models.items()}
-    servable = ModelVersion.objects.filter(stage__in=SERVABLE_STAGES).order_by("version")
+    # A version a routing table names answers whatever its stage (a rollback to an archived version).
+    servable = Q(stage__in=SERVABLE_STAGES)
+    for model_id, numbers in routed_versions().items():
+        servable |= Q(model_id=model_id, version__in=numbers)
+    servable = ModelVersion.objects.filter(servable).order_by("version")
     for version in servable.values("model_id", "version", "stage", "run_id", "source_uri", "signature"):
         entry = models[names[version["model_id"]]]
         try:

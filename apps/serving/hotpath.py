@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LOG_STREAM = "hafnium:serving:log"
 EVENT_STREAM = "hafnium:serving:events"
 ROUTES_KEY = "hafnium:serving:routes:{}"
+STAGING_ROUTES_KEY = "hafnium:serving:staging-routes:{}"
 RESPONSE_KEY = "hafnium:serving:response:{}:{}"
 BREAKER_KEY = "hafnium:serving:breaker:{}:{}"
 

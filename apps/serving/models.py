@@ -112,6 +112,44 @@ class FallbackRule(models.Model):
         }
 
 
+class RoutingTable(models.Model):
+    """One revision of a model's routing table in one environment; the newest is in force. Never edited.
+
+    `weights` maps version numbers (text: JSON's keys) to basis points that sum to 10,000; empty means
+    the Production version answers everything (production) or nothing answers (staging). PostgreSQL is
+    the source of truth, Redis holds a copy of the newest revision for the scoring path (routing.py).
+    """
+
+    class Environment(models.TextChoices):
+        PRODUCTION = "production"
+        STAGING = "staging"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="routing_tables")
+    environment = models.CharField(max_length=10, choices=Environment.choices)
+    revision = models.PositiveIntegerField()
+    weights = models.JSONField(default=dict, blank=True, help_text="version -> basis points (sum 10,000)")
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "environment", "-revision"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "environment", "revision"], name="routing_table_revision_unique"
+            )
+        ]
+        # The staging environment has clients of its own: a production token is refused there.
+        permissions = [("score_staging", "Can call the scoring API's staging environment")]
+
+    def __str__(self) -> str:
+        return f"{self.environment} routing of {self.model} r{self.revision}"
+
+    @property
+    def versions(self) -> dict[int, int]:
+        return {int(number): int(points) for number, points in self.weights.items()}
+
+
 class BreakerTransition(models.Model):
     """One move of a version's circuit breaker (closed, open, probe), as an inference process saw it."""
 

@@ -6,6 +6,7 @@ from apps.registry import gateway
 from apps.registry.models import ModelVersion
 
 from . import compile as scorer_compilation
+from . import routing
 
 
 @shared_task(
@@ -24,3 +25,9 @@ def compile_scorer(version_id: int) -> dict | None:
     if version is None:
         return None
     return scorer_compilation.scorer_compile(version=version)
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def publish_routing_tables() -> int:
+    """Beat: every routing table in force, from PostgreSQL to Redis again (a revision Redis holds is kept)."""
+    return routing.routes_publish_all()

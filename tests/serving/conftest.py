@@ -102,7 +102,14 @@ def serving(mlflow_store, trained_model, unique_name, team, settings):
     ServingPolicy.objects.create(model=model, version=1, latency_budget_ms=60_000)
     _, token = scoring_client_create(actor=None, name="java-backend")
     serving_reset()
-    yield Served(model=model, token=token, rows=trained_model.rows)
+    yield Served(
+        model=model,
+        token=token,
+        rows=trained_model.rows,
+        run_id=trained_model.run_id,
+        model_uri=trained_model.model_uri,
+        signature=trained_model.signature,
+    )
     serving_reset()
 
 
@@ -111,6 +118,25 @@ class Served:
     model: object
     token: str
     rows: list[dict]
+    run_id: str = ""
+    model_uri: str = ""
+    signature: dict | None = None
+
+    def add_version(self, number: int, stage: str = Stage.STAGING) -> ModelVersion:
+        """Another version of the model (the same trained run), in `stage`."""
+        remote = gateway.RemoteVersion(
+            name=self.name,
+            version=number,
+            run_id=self.run_id,
+            source=self.model_uri,
+            user_id="",
+            description="",
+            registered_at=timezone.now(),
+        )
+        version, _ = version_mirror(model=self.model, remote=remote, signature=self.signature)
+        ModelVersion.objects.filter(pk=version.pk).update(stage=stage)
+        serving_reset()
+        return version
 
     @property
     def name(self) -> str:
