@@ -1,6 +1,6 @@
 """Rollouts as the pages find them, written straight to the tables (the controller's moves are H4's tests):
 fraud-scorer's v2 in canary over v1 at 5 %, with its events and a measurement, and a rollout of another
-team's model. Import the fixtures a test module uses by name."""
+team's model. A test module imports the fixture functions (`canary_fixture`, ...) it uses."""
 
 from datetime import timedelta
 
@@ -72,8 +72,8 @@ def measure(rollout: Rollout, metric: str, value, threshold: float, verdict: str
     )
 
 
-@pytest.fixture
-def canary(fraud_model):
+@pytest.fixture(name="canary")
+def canary_fixture(fraud_model):
     """fraud-scorer v2 analysing at 5 % over v1, with one passing and one failing measurement."""
     rollout = make_canary(fraud_model)
     measure(rollout, "error_rate", 0.0005, 0.001, "successful", canary_requests=400, stable_requests=7600)
@@ -81,7 +81,7 @@ def canary(fraud_model):
     return rollout
 
 
-@pytest.fixture
-def other_canary(other_model):
+@pytest.fixture(name="other_canary")
+def other_canary_fixture(other_model):
     """A canary of payments-anomaly (the Payments Risk team's model) of v1, with nothing in Production."""
     return make_canary(other_model, candidate=1, stable=None)

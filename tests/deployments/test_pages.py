@@ -16,7 +16,12 @@ from apps.deployments.models import Rollout, RolloutEvent
 from apps.deployments.selectors import policy_in_force
 from apps.registry.models import ModelVersion
 from apps.serving.models import PredictionLog
-from tests.deployments.page_fixtures import canary, make_canary, other_canary  # noqa: F401  fixtures
+from tests.deployments.page_fixtures import (  # noqa: F401  fixtures
+    canary_fixture,
+    make_canary,
+    other_canary_fixture,
+    record_move,
+)
 
 pytestmark = pytest.mark.django_db
 State = Rollout.State
@@ -189,21 +194,16 @@ def test_a_finished_rollout_offers_no_control(client, ml_engineer, fraud_model):
     assert not any(f'data-testid="{control}"' in html for control in [*CONTROLS, "resume-form"])
 
 
-@pytest.mark.parametrize(("person", "offered"), [("ml_engineer", True), ("model_risk", True), ("manager", False)])
+@pytest.mark.parametrize(
+    ("person", "offered"), [("ml_engineer", True), ("model_risk", True), ("manager", False)]
+)
 def test_a_succeeded_rollout_offers_the_emergency_rollback_to_ml_engineers_and_model_risk(
     client, request, fraud_model, person, offered
 ):
-    rollout = make_canary(fraud_model, state=State.PROMOTING)
-    rollout = make_canary_finish(rollout, State.SUCCEEDED)
+    rollout = record_move(make_canary(fraud_model, state=State.PROMOTING), State.SUCCEEDED)
     client.force_login(request.getfixturevalue(person))
     html = client.get(reverse("deployments:rollout-detail", args=[rollout.pk])).content.decode()
     assert ('data-testid="emergency-rollback-link"' in html) is offered
-
-
-def make_canary_finish(rollout, state):
-    from tests.deployments.page_fixtures import record_move
-
-    return record_move(rollout, state, reason="done")
 
 
 def test_the_page_shows_progress_steps_analysis_and_timeline(client, data_scientist, canary):
@@ -232,8 +232,7 @@ def test_the_live_part_polls_while_the_rollout_is_active(client, data_scientist,
 def test_the_live_part_stops_polling_and_tells_the_page_when_the_rollout_finished(
     client, data_scientist, canary
 ):
-    make_canary_finish(canary, State.ABORTING)
-    make_canary_finish(canary, State.ABORTED)
+    record_move(record_move(canary, State.ABORTING), State.ABORTED)
     client.force_login(data_scientist)
     response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": "analysing"})
     html = response.content.decode()
@@ -252,9 +251,10 @@ def test_a_hostile_seen_value_is_only_a_state_that_differs(client, data_scientis
 
 def test_an_id_past_any_integer_column_is_not_found(client, ml_engineer):
     client.force_login(ml_engineer)
-    for name in ("rollout-detail", "rollout-live", "rollout-abort"):
-        response = client.get(f"/deployments/{'9' * 30}/" + ("" if name == "rollout-detail" else name[8:] + "/"))
-        assert response.status_code in (404, 405), name
+    huge = "9" * 30
+    for path in ("", "live/", "controls/", "chart/"):
+        assert client.get(f"/deployments/{huge}/{path}").status_code == 404, path
+    assert client.post(f"/deployments/{huge}/abort/", {"reason": "x"}).status_code == 404
 
 
 # --- the chart --------------------------------------------------------------------------------------
@@ -291,7 +291,12 @@ def test_the_chart_draws_each_versions_production_traffic_since_the_rollout_star
     response = client.get(reverse("deployments:rollout-detail", args=[canary.pk]))
     figure = response.context["chart"]
     traces = {trace["name"]: trace for trace in figure["data"]}
-    assert set(traces) == {"v1 (stable) error rate", "v1 (stable) p99", "v2 (canary) error rate", "v2 (canary) p99"}
+    assert set(traces) == {
+        "v1 (stable) error rate",
+        "v1 (stable) p99",
+        "v2 (canary) error rate",
+        "v2 (canary) p99",
+    }
     assert traces["v2 (canary) error rate"]["y"][0] == 50.0
     assert traces["v1 (stable) error rate"]["y"][0] == 0.0
     assert 999.0 not in traces["v1 (stable) p99"]["y"]
@@ -305,13 +310,15 @@ def test_the_chart_part_polls_while_active_and_not_once_finished(client, data_sc
     client.force_login(data_scientist)
     url = reverse("deployments:rollout-chart", args=[canary.pk])
     assert "every 10s" in client.get(url).content.decode()
-    make_canary_finish(canary, State.ABORTING)
-    make_canary_finish(canary, State.ABORTED)
+    record_move(record_move(canary, State.ABORTING), State.ABORTED)
     html = client.get(url).content.decode()
     assert "every 10s" not in html
-    assert "aborted" in json.loads(re.search(r'id="rollout-chart-data"[^>]*>(.*?)</script>', html, re.S)[1])[
-        "layout"
-    ]["annotations"][-1]["text"]
+    assert (
+        "aborted"
+        in json.loads(re.search(r'id="rollout-chart-data"[^>]*>(.*?)</script>', html, re.S)[1])["layout"][
+            "annotations"
+        ][-1]["text"]
+    )
 
 
 def test_a_staging_deployment_has_no_chart_but_its_staging_tests(client, data_scientist, fraud_model):
