@@ -16,11 +16,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
+from apps.registry.permissions import model_for_user
 from apps.registry.selectors import models_visible_to, production_version
 from apps.serving.selectors import timeseries
 from hafnium_portal.errors import DomainError
 
-from . import charts, machine, permissions, selectors, services
+from . import charts, machine, panels, permissions, selectors, services
 from .forms import ReasonForm, RolloutFilterForm
 from .models import Rollout
 
@@ -211,6 +212,15 @@ def rollout_chart(request, pk: int):
         "chart_poll_seconds": CHART_POLL_SECONDS,
     }
     return render(request, "deployments/partials/_chart.html", context)
+
+
+@login_required
+@require_GET
+def model_traffic(request, name: str):
+    """The model page's Traffic panel (htmx polls it while a rollout moves the split)."""
+    model = model_for_user(request.user, name)
+    context = {"model": model, **panels.traffic_context(request.user, model)}
+    return render(request, "deployments/panels/_traffic.html", context)
 
 
 # --- controls ------------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""Deployments on other apps' pages: the "Traffic" panel of a model page (the live split of production
+traffic and the active rollout) and the home page's "your rollouts" card.
+
+`register()` is called once from DeploymentsConfig.ready (registering again is a no-op).
+"""
+
+from apps.registry.panels import panel_register
+from apps.registry.selectors import production_version
+
+from . import permissions, selectors
+
+# How often a model page asks for its traffic split while a rollout moves it.
+TRAFFIC_POLL_SECONDS = 5
+
+
+def traffic_context(user, model) -> dict:
+    """The routing table in force (version -> share) and the active rollout, for the model page.
+
+    An empty table means the Production version answers everything (serving's rule), shown as such.
+    """
+    split = selectors.traffic_split(model)
+    production = production_version(model)
+    weights = split["weights"] or ({production.version: 10_000} if production is not None else {})
+    rollout = split["rollout"]
+    canary = rollout.candidate.version if rollout is not None else None
+    shares = sorted(weights.items(), key=lambda item: -item[1])
+    return {
+        "traffic": [
+            {"version": number, "percent": weight / 100, "canary": number == canary}
+            for number, weight in shares
+        ],
+        "traffic_rollout": rollout,
+        "traffic_from_table": bool(split["weights"]),
+        "traffic_polling": rollout is not None,
+        "traffic_poll_seconds": TRAFFIC_POLL_SECONDS,
+        "may_roll_back": permissions.may_roll_back(user) and production is not None,
+    }
+
+
+def register() -> None:
+    panel_register(slot="model-actions", template="deployments/panels/_traffic.html", context=traffic_context)
