@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.urls import reverse_lazy
 
 from .forms import LoginForm
+from .home import cards_for
 from .navigation import items_for
 from .roles import DUTIES, roles_of
 from .selectors import teams_visible_to
@@ -17,7 +18,8 @@ def home(request):
     roles = roles_of(request.user)
     panels = [{"role": role, "duties": DUTIES[role]} for role in roles]
     pages = [item for item in items_for(request.user) if item["url_name"] != "home"]
-    return render(request, "accounts/home.html", {"panels": panels, "pages": pages})
+    context = {"cards": cards_for(request.user), "panels": panels, "pages": pages}
+    return render(request, "accounts/home.html", context)
 
 
 @login_required

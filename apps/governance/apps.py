@@ -30,8 +30,9 @@ class GovernanceConfig(AppConfig):
     def ready(self):
         from apps.registry.signals import evidence_changed
 
-        from . import panels
+        from . import home, panels
 
         post_migrate.connect(_ensure_default_policy, sender=self)
         evidence_changed.connect(_evidence_changed)
         panels.register()  # governance's panels on the registry's model and version pages
+        home.register()  # and its cards on the home page

@@ -251,6 +251,16 @@ def with_active_approvals(requests: QuerySet[PromotionRequest]) -> QuerySet[Prom
     return requests.prefetch_related(Prefetch("approvals", queryset=active, to_attr="active_approvals"))
 
 
+def with_missing_roles(promotions) -> list[PromotionRequest]:
+    """The requests (read `with_active_approvals`), each with `missing_roles`: the required roles whose
+    decision is still awaited."""
+    rows = list(promotions)
+    for promotion in rows:
+        filled = {approval.role for approval in promotion.active_approvals}
+        promotion.missing_roles = [role for role in promotion.required_roles if role not in filled]
+    return rows
+
+
 def with_decisions(requests: QuerySet[PromotionRequest]) -> QuerySet[PromotionRequest]:
     """Approvals and comments read with a list, two queries whatever its length."""
     return requests.prefetch_related(

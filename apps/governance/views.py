@@ -105,20 +105,11 @@ def request_create(request):
 # --- lists ---------------------------------------------------------------------------------------
 
 
-def _with_missing_roles(promotions) -> list[PromotionRequest]:
-    """Each request of a page, with the required roles whose decision is still awaited."""
-    rows = list(promotions)
-    for promotion in rows:
-        filled = {approval.role for approval in promotion.active_approvals}
-        promotion.missing_roles = [role for role in promotion.required_roles if role not in filled]
-    return rows
-
-
 @login_required
 def inbox(request):
     promotions = selectors.with_active_approvals(selectors.inbox_for(request.user))
     page = Paginator(promotions, PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = _with_missing_roles(page.object_list)
+    rows = selectors.with_missing_roles(page.object_list)
     return render(request, "governance/inbox.html", {"page": page, "rows": rows, "query": ""})
 
 
@@ -131,7 +122,7 @@ def my_requests(request):
     context = {
         "form": form,
         "page": page,
-        "rows": _with_missing_roles(page.object_list),
+        "rows": selectors.with_missing_roles(page.object_list),
         "query": urlencode({"status": status}) if status else "",
         "filtered": bool(status),
     }
