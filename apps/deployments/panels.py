@@ -4,6 +4,7 @@ traffic and the active rollout) and the home page's "your rollouts" card.
 `register()` is called once from DeploymentsConfig.ready (registering again is a no-op).
 """
 
+from apps.accounts.home import card_register
 from apps.registry.panels import panel_register
 from apps.registry.selectors import production_version
 
@@ -11,6 +12,7 @@ from . import permissions, selectors
 
 # How often a model page asks for its traffic split while a rollout moves it.
 TRAFFIC_POLL_SECONDS = 5
+CARD_ROWS = 5  # rows the home card lists; the rest are on the deployments page
 
 
 def traffic_context(user, model) -> dict:
@@ -37,5 +39,16 @@ def traffic_context(user, model) -> dict:
     }
 
 
+def your_rollouts(user) -> dict | None:
+    """The home card: active rollouts of the models the user sees, then the latest finished ones, and the
+    emergency rollbacks waiting for the user's review; None (no card) when there is none of either."""
+    rollouts = selectors.rollouts_of_user_models(user, limit=CARD_ROWS)
+    reviews = list(selectors.rollback_reviews_for(user)[:CARD_ROWS])
+    if not rollouts and not reviews:
+        return None
+    return {"card_rollouts": rollouts, "card_reviews": reviews}
+
+
 def register() -> None:
     panel_register(slot="model-actions", template="deployments/panels/_traffic.html", context=traffic_context)
+    card_register(template="deployments/home/_your_rollouts.html", context=your_rollouts, order=30)
