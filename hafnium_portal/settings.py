@@ -210,6 +210,19 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- deployments: the rollout controller (apps/deployments) ----------------------------------------
+
+# The controller's beat tick: every active rollout is advanced this often. Timings of a rollout
+# (analysis interval, steps, deadline) are its policy's (RolloutPolicy, data), not settings.
+DEPLOYMENTS_TICK_SECONDS = env.float("DEPLOYMENTS_TICK_SECONDS", default=2.0)
+DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT = env.int("DEPLOYMENTS_STAGING_TESTS_TIME_LIMIT", default=300)
+CELERY_BEAT_SCHEDULE["deployments-controller-tick"] = {
+    "task": "apps.deployments.tasks.controller_tick",
+    "schedule": DEPLOYMENTS_TICK_SECONDS,
+    # A tick that waited longer than its interval is dropped: the next one does the same work.
+    "options": {"expires": max(DEPLOYMENTS_TICK_SECONDS, 1.0)},
+}
+
 # --- audit: signed checkpoints of the trail's head (apps/audit/checkpoints.py) ----------------------
 
 # The HMAC-SHA256 key of the checkpoints; never in the database. Unset (embedded default): a random

@@ -198,6 +198,11 @@ class Rollout(models.Model):
     last_measured_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True, help_text="the progress deadline")
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set while a staging-test run is enqueued or running: the controller leaves it alone until then.
+    tests_lease_until = models.DateTimeField(null=True, blank=True)
+    # The MLflow `canary` alias has to follow this rollout (set, or removed): its task clears the flag.
+    alias_pending = models.BooleanField(default=False)
+    alias_enqueued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -104,3 +104,20 @@ def request_closed(request) -> None:
     body = f"Your promotion request #{request.pk} is now {status}.\n\n{_link(request)}\n"
     _email(_requester(request), subject, body, f"promotion.{request.status}")
     _webhook(f"promotion.{request.status}", request)
+
+
+def _deciders(request) -> list[str]:
+    """Those who approved the request (their standing approvals)."""
+    approvals = request.approvals.filter(voided_at__isnull=True, decision="approve").select_related(
+        "approver"
+    )
+    return sorted({a.approver.email for a in approvals if a.approver.email})
+
+
+def deployment_outcome(request, *, event: str, headline: str, detail: str, link: str = "") -> None:
+    """A completed promotion's deployment ended (deployments calls this): the requester and the approvers
+    hear how (staged, rejected by the staging tests, promoted, rolled back), and why."""
+    subject = f"[Hafnium] {request.version}: {headline}"
+    body = f"{headline}.\n\n{detail}\n\n{link or _link(request)}\n"
+    _email(sorted(set(_requester(request)) | set(_deciders(request))), subject, body, event)
+    _webhook(event, request, detail=detail[:1000])

@@ -17,6 +17,7 @@ from apps.registry.selectors import models_visible_to, production_version
 from hafnium_portal.errors import Conflict, DomainError
 
 from .models import DEFAULT_RULES, Approval, PromotionPolicy, PromotionRequest, RequestComment
+from .prechecks import prechecks_registered
 
 Status = PromotionRequest.Status
 
@@ -88,16 +89,7 @@ def prechecks_for(version: ModelVersion, to_stage: str, policy: PromotionPolicy)
                 f"{production.metrics['roc_auc']:.4f} (margin {policy.metric_margin})",
             }
         )
-    if to_stage == Stage.PRODUCTION:
-        # Rollouts (staging tests) are not built yet: the check says so instead of passing silently.
-        checks.append(
-            {
-                "name": "Staging tests",
-                "hard": False,
-                "passed": None,
-                "detail": "no staging test results recorded",
-            }
-        )
+    checks += [check(version) for check in prechecks_registered(to_stage)]
     return checks
 
 

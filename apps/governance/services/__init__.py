@@ -14,6 +14,7 @@ from .decisions import (
     promotion_publish_postpone,
     promotion_reject,
     promotions_publish_schedule,
+    promotions_supersede,
 )
 from .delivery import (
     NOTIFICATION_ATTEMPTS,
@@ -51,5 +52,6 @@ __all__ = [
     "promotion_withdraw",
     "promotions_expire",
     "promotions_publish_schedule",
+    "promotions_supersede",
     "webhook_signature",
 ]

@@ -140,8 +140,13 @@ def promotion_reject(
     return approval
 
 
+# Stages a completed promotion hands over to deployments instead of moving the version at once: the
+# staging deployment and its tests move a version to Staging (or Rejected), the canary to Production.
+HANDED_OVER = frozenset({Stage.STAGING, Stage.PRODUCTION})
+
+
 def _approve_request(actor, request: PromotionRequest) -> None:
-    """All roles approved: move the stage now; the MLflow alias is published after the commit."""
+    """All roles approved: move the stage now (or leave it to a rollout); MLflow follows after the commit."""
     moved = request_move(
         request,
         to=Status.PUBLISHING,
@@ -152,22 +157,37 @@ def _approve_request(actor, request: PromotionRequest) -> None:
     )
     if not moved:
         raise Conflict(f"Request #{request.pk} was decided meanwhile.")
-    version = ModelVersion.objects.select_for_update().get(pk=request.version_id)
-    version_stage_set(
-        actor=actor, version=version, stage=Stage(request.to_stage), reason=f"promotion request #{request.pk}"
-    )
-    # Pending requests of the version this one replaced can no longer complete: close them now.
-    superseded = PromotionRequest.objects.filter(
-        version__model_id=version.model_id, version__stage=Stage.ARCHIVED, status=Status.PENDING
-    )
-    for stale in superseded:
-        reason = f"v{stale.version.version} was archived when request #{request.pk} was approved"
-        if request_move(stale, to=Status.EXPIRED, actor=actor, action="promotion.superseded", reason=reason):
-            notifications.request_closed(stale)
+    if request.to_stage not in HANDED_OVER:
+        _move_stage(actor, request)
     PromotionRequest.objects.filter(pk=request.pk).update(
         publish_scheduled_until=timezone.now() + PUBLISH_LEASE
     )
     enqueue_on_commit(PUBLISH_TASK, request.pk)
+
+
+def _move_stage(actor, request: PromotionRequest) -> None:
+    version = ModelVersion.objects.select_for_update().get(pk=request.version_id)
+    version_stage_set(
+        actor=actor, version=version, stage=Stage(request.to_stage), reason=f"promotion request #{request.pk}"
+    )
+    promotions_supersede(actor=actor, model_id=version.model_id, why=f"request #{request.pk} was approved")
+
+
+def promotions_supersede(*, actor, model_id: int, why: str) -> int:
+    """Expire the pending requests of the model's archived versions: they can no longer complete.
+
+    Called when a stage move archived a version (here, and by deployments when a rollout moves one).
+    """
+    superseded = PromotionRequest.objects.filter(
+        version__model_id=model_id, version__stage=Stage.ARCHIVED, status=Status.PENDING
+    ).select_related("version")
+    expired = 0
+    for stale in superseded:
+        reason = f"v{stale.version.version} was archived when {why}"
+        if request_move(stale, to=Status.EXPIRED, actor=actor, action="promotion.superseded", reason=reason):
+            notifications.request_closed(stale)
+            expired += 1
+    return expired
 
 
 def promotion_publish(*, request: PromotionRequest) -> bool:
@@ -180,7 +200,8 @@ def promotion_publish(*, request: PromotionRequest) -> bool:
         ):
             return False
         notifications.request_closed(request)
-        # The seam for rollouts: deployments listen for completed promotions to Staging and Production.
+        # The seam for rollouts: deployments take over completed promotions to Staging and Production
+        # (HANDED_OVER) and move the version's stage when the staging tests or the canary say so.
         transaction.on_commit(lambda: promotion_completed.send(sender=PromotionRequest, request=request))
     return True
 
