@@ -41,3 +41,9 @@ class ReasonForm(forms.Form):
     """The reason a person gives for a control (promote now, abort, emergency rollback need one)."""
 
     reason = forms.CharField(label="Reason", required=False, max_length=2000, strip=True)
+
+
+class NoteForm(forms.Form):
+    """The note a second person may add when confirming an emergency rollback."""
+
+    note = forms.CharField(label="Note", required=False, max_length=2000, strip=True)

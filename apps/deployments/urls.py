@@ -18,6 +18,7 @@ urlpatterns = [
     path("<int:pk>/resume/", views.rollout_resume, name="rollout-resume"),
     path("<int:pk>/promote/", views.rollout_promote, name="rollout-promote"),
     path("<int:pk>/abort/", views.rollout_abort, name="rollout-abort"),
+    path("reviews/<int:pk>/confirm/", views.review_confirm, name="review-confirm"),
     path("models/<modelname:name>/traffic/", views.model_traffic, name="model-traffic"),
     path("models/<modelname:name>/rollback/", views.model_rollback, name="model-rollback"),
 ]

@@ -22,7 +22,7 @@ from apps.serving.selectors import timeseries
 from hafnium_portal.errors import DomainError
 
 from . import charts, machine, panels, permissions, selectors, services
-from .forms import ReasonForm, RolloutFilterForm
+from .forms import NoteForm, ReasonForm, RolloutFilterForm
 from .models import Rollout
 
 PAGE_SIZE = 25
@@ -160,13 +160,27 @@ def _live_context(detail) -> dict:
     }
 
 
-def _controls_context(detail, **extra) -> dict:
+def _controls_context(user, detail, **extra) -> dict:
+    """The controls `user` has now (the selectors' rule from the state and the permissions), and the
+    review of an emergency rollback when they are the second person it waits for."""
+    review = detail.review
     return {
         "detail": detail,
         "rollout": detail.rollout,
         "commands": set(detail.commands),
-        "reason_form": ReasonForm(),
+        "can_review": review is not None
+        and review.status == review.Status.OPEN
+        and permissions.may_review(user, review),
         **extra,
+    }
+
+
+def _page_context(user, detail, **extra) -> dict:
+    return {
+        **_live_context(detail),
+        **_controls_context(user, detail, **extra),
+        "chart": _chart(detail.rollout, detail.events),
+        "chart_poll_seconds": CHART_POLL_SECONDS,
     }
 
 
@@ -174,13 +188,7 @@ def _controls_context(detail, **extra) -> dict:
 @require_GET
 def rollout_detail(request, pk: int):
     detail = selectors.rollout_detail(request.user, pk)
-    context = {
-        **_live_context(detail),
-        **_controls_context(detail),
-        "chart": _chart(detail.rollout, detail.events),
-        "chart_poll_seconds": CHART_POLL_SECONDS,
-    }
-    return render(request, "deployments/rollout_detail.html", context)
+    return render(request, "deployments/rollout_detail.html", _page_context(request.user, detail))
 
 
 @login_required
@@ -199,7 +207,7 @@ def rollout_live(request, pk: int):
 @require_GET
 def rollout_controls(request, pk: int):
     detail = selectors.rollout_detail(request.user, pk)
-    return render(request, "deployments/partials/_controls.html", _controls_context(detail))
+    return render(request, "deployments/partials/_controls.html", _controls_context(request.user, detail))
 
 
 @login_required
@@ -244,17 +252,11 @@ def _controlled(request, pk: int, action, done: str):
             messages.success(request, extra["control_message"])
             return redirect("deployments:rollout-detail", pk=rollout.pk)
         detail = selectors.rollout_detail(request.user, pk)
-        context = {
-            **_live_context(detail),
-            **_controls_context(detail, **extra),
-            "chart": _chart(detail.rollout, detail.events),
-            "chart_poll_seconds": CHART_POLL_SECONDS,
-        }
+        context = _page_context(request.user, detail, **extra)
         return render(request, "deployments/rollout_detail.html", context, status=status)
     detail = selectors.rollout_detail(request.user, pk)
-    response = render(
-        request, "deployments/partials/_controls.html", _controls_context(detail, **extra), status=status
-    )
+    context = _controls_context(request.user, detail, **extra)
+    response = render(request, "deployments/partials/_controls.html", context, status=status)
     if status == 200:
         trigger_client_event(response, ACTED, after="settle")
     return response
@@ -299,6 +301,25 @@ def rollout_abort(request, pk: int):
 
 
 @login_required
+@require_POST
+def review_confirm(request, pk: int):
+    """A second person confirms an emergency rollback (the review it opened), with an optional note."""
+    review = permissions.review_for_reviewing(request.user, pk)
+    form = NoteForm(request.POST)
+    form.is_valid()
+    try:
+        services.rollback_review_confirm(
+            actor=request.user, review=review, note=form.cleaned_data.get("note", "")
+        )
+    except REFUSED as refusal:
+        detail = selectors.rollout_detail(request.user, review.rollout_id)
+        context = _page_context(request.user, detail, control_error=_message_of(refusal))
+        return render(request, "deployments/rollout_detail.html", context, status=_status_of(refusal))
+    messages.success(request, f"You confirmed the emergency rollback of {review.rollout.model.name}.")
+    return redirect("deployments:rollout-detail", pk=review.rollout_id)
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def model_rollback(request, name: str):
     """The emergency rollback of a model's Production version to the last good one: this page says what
@@ -316,9 +337,11 @@ def model_rollback(request, name: str):
         except REFUSED as refusal:
             status, error = _status_of(refusal), _message_of(refusal)
         else:
+            restored = f"v{rollback.stable.version}" if rollback.stable else "the last good version"
             messages.success(
                 request,
-                f"{model.name} was rolled back to v{rollback.candidate.version}; a second person reviews it.",
+                f"{model.name} v{rollback.candidate.version} was rolled back: {restored} answers production "
+                "traffic again. A second person reviews the rollback.",
             )
             return redirect("deployments:rollout-detail", pk=rollback.pk)
     context = {

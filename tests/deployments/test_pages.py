@@ -40,9 +40,14 @@ SEE_FRAUD = ["data_scientist", "ds_lead", "ml_engineer", "model_risk", "complian
 CONTROLS = ["pause-form", "promote-form", "abort-form"]
 
 
-def text_of(response) -> str:
-    html = re.sub(r"<script.*?</script>", " ", response.content.decode(), flags=re.S)
+def squash(html: str) -> str:
+    """The text of an HTML fragment, scripts and tags dropped, entities decoded, whitespace collapsed."""
+    html = re.sub(r"<script.*?</script>", " ", html, flags=re.S)
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+def text_of(response) -> str:
+    return squash(response.content.decode())
 
 
 def listed(response) -> list[int]:
@@ -336,3 +341,172 @@ def test_now_is_used_for_a_running_rollouts_chart_window(client, data_scientist,
     figure = client.get(reverse("deployments:rollout-chart", args=[canary.pk])).context["chart"]
     canary_p99 = next(t for t in figure["data"] if t["name"] == "v2 (canary) p99")
     assert 42.0 in canary_p99["y"]
+
+
+# --- controls -----------------------------------------------------------------------------------------
+
+CONTROL_URLS = ["rollout-pause", "rollout-promote", "rollout-abort", "rollout-resume"]
+
+
+def state_of(rollout) -> str:
+    return Rollout.objects.get(pk=rollout.pk).state
+
+
+@pytest.mark.parametrize("name", CONTROL_URLS)
+@pytest.mark.parametrize("person", [p for p in EVERYONE if p != "ml_engineer"])
+def test_a_control_posted_by_someone_not_allowed_is_refused_and_changes_nothing(
+    client, request, canary, person, name
+):
+    client.force_login(request.getfixturevalue(person))
+    before = events_of(canary)
+    response = client.post(reverse(f"deployments:{name}", args=[canary.pk]), {"reason": "because"})
+    assert response.status_code == (403 if person in SEE_FRAUD else 404)
+    assert (state_of(canary), events_of(canary)) == (State.ANALYSING, before)
+
+
+@pytest.mark.parametrize("name", CONTROL_URLS)
+def test_anonymous_controls_are_sent_to_log_in_and_change_nothing(client, canary, name):
+    response = client.post(reverse(f"deployments:{name}", args=[canary.pk]), {"reason": "because"})
+    assert response.status_code == 302
+    assert state_of(canary) == State.ANALYSING
+
+
+@pytest.mark.parametrize("name", CONTROL_URLS)
+def test_a_control_is_a_post(client, ml_engineer, canary, name):
+    client.force_login(ml_engineer)
+    assert client.get(reverse(f"deployments:{name}", args=[canary.pk])).status_code == 405
+    assert state_of(canary) == State.ANALYSING
+
+
+def test_an_ml_engineer_aborts_a_canary_and_traffic_is_back_on_stable_at_once(client, ml_engineer, canary):
+    from apps.serving.routing import routes_get
+
+    client.force_login(ml_engineer)
+    response = client.post(
+        reverse("deployments:rollout-abort", args=[canary.pk]), {"reason": "latency is up"}, follow=True
+    )
+    assert response.status_code == 200
+    assert state_of(canary) == State.ABORTED
+    assert routes_get(canary.model) == {1: 10_000}
+    aborting = RolloutEvent.objects.get(rollout=canary, to_state=State.ABORTING)
+    assert (aborting.actor, aborting.reason) == (ml_engineer, "latency is up")
+    assert f"Rollout #{canary.pk} is aborted" in text_of(response)
+    assert 'data-state="aborted"' in response.content.decode()
+
+
+def test_abort_without_a_reason_is_refused_with_the_services_reason(client, ml_engineer, canary):
+    client.force_login(ml_engineer)
+    before = events_of(canary)
+    response = client.post(reverse("deployments:rollout-abort", args=[canary.pk]), {"reason": "  "})
+    assert response.status_code == 409
+    assert "abort needs a reason" in text_of(response)
+    assert (state_of(canary), events_of(canary)) == (State.ANALYSING, before)
+
+
+def test_a_control_through_htmx_answers_the_controls_and_tells_the_live_part(client, ml_engineer, canary):
+    client.force_login(ml_engineer)
+    response = client.post(reverse("deployments:rollout-pause", args=[canary.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert state_of(canary) == State.PAUSED
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="rollout-controls"')
+    assert "is paused" in html
+    assert 'data-testid="resume-form"' in html
+    assert 'data-testid="pause-form"' not in html
+    assert json.loads(response["HX-Trigger-After-Settle"]) == {"rollout-acted": {}}
+
+
+def test_a_refused_control_through_htmx_shows_why_in_the_controls(client, ml_engineer, fraud_model):
+    rollout = make_canary(fraud_model, state=State.PAUSED)
+    client.force_login(ml_engineer)
+    response = client.post(reverse("deployments:rollout-pause", args=[rollout.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 409
+    assert "cannot pause a rollout that is paused" in text_of(response)
+    assert "HX-Trigger-After-Settle" not in response
+    assert state_of(rollout) == State.PAUSED
+
+
+def test_resume_then_promote_now_with_a_reason(client, ml_engineer, fraud_model):
+    rollout = make_canary(fraud_model, state=State.PAUSED)
+    client.force_login(ml_engineer)
+    client.post(reverse("deployments:rollout-resume", args=[rollout.pk]))
+    assert state_of(rollout) in (State.CANARY, State.ANALYSING)
+    response = client.post(
+        reverse("deployments:rollout-promote", args=[rollout.pk]), {"reason": "urgent fix"}
+    )
+    assert response.status_code == 302
+    assert state_of(rollout) == State.SUCCEEDED
+    promoting = RolloutEvent.objects.get(rollout=rollout, to_state=State.PROMOTING)
+    assert "urgent fix" in promoting.reason
+    assert ModelVersion.objects.get(model=fraud_model, version=2).stage == "production"
+
+
+# --- the traffic panel and the home card ------------------------------------------------------------------
+
+
+@pytest.fixture
+def panels_registered():
+    """The model page's panel and the home card, as DeploymentsConfig.ready registers them."""
+    from apps.deployments import panels
+
+    panels.register()
+
+
+def test_the_model_page_shows_the_production_version_taking_everything_without_a_table(
+    client, panels_registered, data_scientist, fraud_model
+):
+    client.force_login(data_scientist)
+    html = client.get(reverse("registry:model-detail", args=["fraud-scorer"])).content.decode()
+    shares = re.findall(r'data-testid="traffic-share" data-version="(\d+)"', html)
+    assert shares == ["1"]
+    assert "v1 100 %" in squash(html)
+    assert 'data-testid="traffic-rollout"' not in html
+    assert "hx-get" not in re.search(r'<div id="traffic-panel".*?>', html, re.S)[0]
+
+
+def test_the_model_page_shows_the_canary_split_and_links_its_rollout(
+    client, panels_registered, data_scientist, canary
+):
+    from apps.serving.routing import routes_set
+
+    routes_set(
+        model=canary.model, environment="production", weights={2: 500, 1: 9500}, actor=None, reason="t"
+    )
+    client.force_login(data_scientist)
+    html = client.get(reverse("registry:model-detail", args=["fraud-scorer"])).content.decode()
+    text = squash(html)
+    assert "v1 95 %" in text
+    assert "v2 5 % canary" in text
+    assert f'href="/deployments/{canary.pk}/"' in html
+    assert 'hx-trigger="every 5s"' in html
+    assert 'data-testid="traffic-rollback"' not in html  # a data scientist does not roll back
+
+
+@pytest.mark.parametrize(
+    ("person", "offered"), [("ml_engineer", True), ("model_risk", True), ("compliance", False)]
+)
+def test_the_traffic_panel_offers_the_emergency_rollback_to_those_who_may(
+    client, panels_registered, request, fraud_model, person, offered
+):
+    client.force_login(request.getfixturevalue(person))
+    html = client.get(reverse("deployments:model-traffic", args=["fraud-scorer"])).content.decode()
+    assert ('data-testid="traffic-rollback"' in html) is offered
+
+
+def test_the_traffic_part_of_another_teams_model_is_not_found(client, data_scientist, other_model):
+    client.force_login(data_scientist)
+    assert client.get(reverse("deployments:model-traffic", args=["payments-anomaly"])).status_code == 404
+
+
+def test_the_home_card_lists_the_rollouts_of_the_persons_models(
+    client, panels_registered, data_scientist, canary, other_canary
+):
+    client.force_login(data_scientist)
+    html = client.get(reverse("home")).content.decode()
+    assert 'data-testid="card-your-rollouts"' in html
+    assert re.findall(r'data-testid="card-rollout"><a href="/deployments/(\d+)/"', html) == [str(canary.pk)]
+
+
+def test_no_home_card_for_someone_with_no_rollout_to_see(client, panels_registered, outsider, canary):
+    client.force_login(outsider)
+    assert 'data-testid="card-your-rollouts"' not in client.get(reverse("home")).content.decode()
