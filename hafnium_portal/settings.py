@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "apps.governance",
     "apps.training",
     "apps.serving",
+    "apps.outbox",
+    "apps.alerts",
     "apps.deployments",
 ]
 
@@ -198,6 +200,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60,
         "options": {"expires": 60},
     },
+    "deliver-pending-alert-notifications": {
+        "task": "apps.alerts.tasks.deliver_pending_alert_notifications",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
     "expire-promotions": {
         "task": "apps.governance.tasks.expire_promotions",
         "schedule": 300,
@@ -272,8 +279,9 @@ GOVERNANCE_WEBHOOK_URL = env.str("GOVERNANCE_WEBHOOK_URL", default="")
 GOVERNANCE_WEBHOOK_SECRET = env.str("GOVERNANCE_WEBHOOK_SECRET", default="")
 if GOVERNANCE_WEBHOOK_URL and not GOVERNANCE_WEBHOOK_SECRET:
     raise ImproperlyConfigured("GOVERNANCE_WEBHOOK_URL is set: GOVERNANCE_WEBHOOK_SECRET must be set too.")
-# --- governance: notification retries (first retry after this many seconds, doubling, at most 600) ---
-GOVERNANCE_NOTIFICATION_RETRY_SECONDS = env.float("GOVERNANCE_NOTIFICATION_RETRY_SECONDS", default=10.0)
+# --- the outbox (governance's notifications, alerts): a failed mail or webhook call is retried after
+# this many seconds, doubling, at most 600.
+OUTBOX_RETRY_SECONDS = env.float("OUTBOX_RETRY_SECONDS", default=10.0)
 
 # --- serving (apps/serving: the scoring API and its inference processes) -----------------------
 
@@ -306,9 +314,17 @@ CELERY_BEAT_SCHEDULE["publish-routing-tables"] = {
 }
 # Where workers reach the inference service (staging tests of a rollout score through it).
 HAFNIUM_INFERENCE_URL = env.str("HAFNIUM_INFERENCE_URL", default="http://127.0.0.1:8001")
-# Who is mailed when a model's circuit breaker opens (comma-separated); the governance webhook is
-# called too, signed the same way.
-SERVING_ONCALL_EMAILS = env.list("SERVING_ONCALL_EMAILS", default=[])
+
+# --- alerts (apps/alerts): on-call hears of every new alert ---------------------------------------
+
+# Who is mailed a new page or ticket alert (comma-separated).
+ALERTS_ONCALL_EMAILS = env.list("ALERTS_ONCALL_EMAILS", default=[])
+# The on-call system's webhook (PagerDuty, Opsgenie, a chat bridge...): each alert raised, acknowledged
+# or resolved is POSTed as JSON signed with HMAC-SHA256 of the body. Unset: the governance webhook.
+ALERTS_WEBHOOK_URL = env.str("ALERTS_WEBHOOK_URL", default=GOVERNANCE_WEBHOOK_URL)
+ALERTS_WEBHOOK_SECRET = env.str("ALERTS_WEBHOOK_SECRET", default=GOVERNANCE_WEBHOOK_SECRET)
+if ALERTS_WEBHOOK_URL and not ALERTS_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ALERTS_WEBHOOK_URL is set: ALERTS_WEBHOOK_SECRET must be set too.")
 
 # --- auth --------------------------------------------------------------------------------------
 

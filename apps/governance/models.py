@@ -1,11 +1,10 @@
 """Governance: the promotion policy (versioned data), promotion requests, approvals and their evidence."""
 
-import uuid
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from apps.outbox.models import OutboxMessage
 from apps.registry.models import ModelVersion, Stage
 
 # The default policy: the governance table of the design. Stored as data (PromotionPolicy), versioned.
@@ -138,36 +137,12 @@ class RequestComment(models.Model):
         return f"comment by {self.author} on #{self.request_id}"
 
 
-class Notification(models.Model):
-    """A mail or webhook call, written in the transaction of the event it tells about (an outbox).
+class Notification(OutboxMessage):
+    """A mail or webhook call about a promotion request, written in the transaction of the event it
+    tells about (governance's outbox: who was told what). Delivered by `apps.outbox.delivery`."""
 
-    Delivered by a task after the commit; one left undelivered (Redis down, mail server down) is
-    found again by a periodic sweep, so an event is never silently lost. A delivery claims the row first
-    (`claimed_until`, a lease) and sends with `key` as its idempotency key, so a receiver can drop the
-    copy a crash between sending and recording may cause; `next_attempt_at` keeps the sweep from
-    enqueueing it again while a delivery is scheduled or a retry is waiting.
-    """
+    deliver_task = "apps.governance.tasks.deliver_notification"
+    webhook_settings = ("GOVERNANCE_WEBHOOK_URL", "GOVERNANCE_WEBHOOK_SECRET")
 
-    class Channel(models.TextChoices):
-        EMAIL = "email"
-        WEBHOOK = "webhook"
-
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    event = models.CharField(max_length=50)
-    recipients = models.JSONField(default=list, blank=True)
-    subject = models.CharField(max_length=300, blank=True)
-    body = models.TextField(blank=True)
-    payload = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="idempotency key")
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.channel} {self.event} #{self.pk} ({'sent' if self.sent_at else 'pending'})"
+    class Meta(OutboxMessage.Meta):
+        pass

@@ -76,7 +76,6 @@ class LogWriter:
                 event_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
                 services.breaker_event_record(event_id=event_id, fields=fields)
             self._ack(EVENT_STREAM, [entry_id for entry_id, _ in events])
-            services.alerts_deliver_pending()
         entries = self._claim(LOG_STREAM) or self._read(LOG_STREAM, self.block_ms if wait else None)
         if entries:
             written = services.logs_write([fields for _, fields in entries])

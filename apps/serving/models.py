@@ -168,31 +168,6 @@ class BreakerTransition(models.Model):
         return f"breaker of {self.model} v{self.version}: {self.from_state} -> {self.to_state}"
 
 
-class ServingAlert(models.Model):
-    """On-call alerts of serving (mail, signed webhook), written with the event and delivered after."""
-
-    class Channel(models.TextChoices):
-        EMAIL = "email"
-        WEBHOOK = "webhook"
-
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    event = models.CharField(max_length=50)
-    recipients = models.JSONField(default=list, blank=True)
-    subject = models.CharField(max_length=300, blank=True)
-    body = models.TextField(blank=True)
-    payload = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.channel} {self.event} #{self.pk}"
-
-
 class FloatArrayField(models.Field):
     """Floats: `double precision[]` on PostgreSQL (read straight into numpy), JSON text elsewhere."""
 

@@ -1,24 +1,20 @@
 """Serving's actions: scoring clients, serving policies, fallback rules, labels, logs, breaker events."""
 
-import hashlib
-import hmac
 import json
 import logging
 import math
 from datetime import UTC, datetime, timedelta
 
-import requests
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from apps.accounts.roles import Role, roles_of
+from apps.alerts.services import alert_raise, alert_resolve
 from apps.audit.services import audit_record
 from apps.registry.models import RegisteredModel
 from hafnium_portal.errors import Conflict, DomainError
@@ -31,7 +27,6 @@ from .models import (
     FallbackRule,
     Feedback,
     PredictionLog,
-    ServingAlert,
     ServingPolicy,
 )
 
@@ -284,12 +279,12 @@ def logs_purge(*, retention_days: int) -> int:
     return deleted
 
 
-# --- breaker events and on-call alerts -----------------------------------------------------------
+# --- breaker events and their alerts --------------------------------------------------------------
 
 
 @transaction.atomic
 def breaker_event_record(*, event_id: str, fields: dict) -> BreakerTransition | None:
-    """One breaker transition seen by an inference process: a row, an audit event, alerts on opening.
+    """One breaker transition seen by an inference process: a row, an audit event, an alert while open.
 
     Idempotent on the stream entry id (a replay after a crash records nothing twice).
     """
@@ -314,72 +309,29 @@ def breaker_event_record(*, event_id: str, fields: dict) -> BreakerTransition | 
         after={"state": to_state, "version": transition.version, "reason": transition.reason,
                "process": _field(fields, "host")},
     )  # fmt: skip
-    if to_state == "open":
-        _alert_breaker_open(transition)
+    _breaker_alert(transition)
     return transition
 
 
-def _alert_breaker_open(transition: BreakerTransition) -> None:
-    subject = f"[Hafnium] Circuit breaker open: {transition.model} v{transition.version}"
-    body = (
-        f"The circuit breaker of {transition.model} v{transition.version} opened at "
-        f"{transition.at:%Y-%m-%d %H:%M:%S} UTC: {transition.reason}\n\n"
-        "The rules-only scorer answers its transactions until a probe succeeds.\n"
-        f"{settings.PORTAL_BASE_URL.rstrip('/')}/models/{transition.model.pk}/\n"
-    )
-    if settings.SERVING_ONCALL_EMAILS:
-        ServingAlert.objects.create(
-            channel=ServingAlert.Channel.EMAIL,
-            event="serving.breaker_open",
-            recipients=list(settings.SERVING_ONCALL_EMAILS),
-            subject=subject,
-            body=body,
+BREAKER_ALERT_SOURCE = "serving.breaker"
+
+
+def _breaker_alert(transition: BreakerTransition) -> None:
+    """Opening pages on-call (one alert per model version while open); closing resolves it."""
+    key = f"{transition.model.name}:{transition.version}"
+    if transition.to_state == "open":
+        alert_raise(
+            source=BREAKER_ALERT_SOURCE,
+            key=key,
+            severity="page",
+            title=f"Circuit breaker open: {transition.model.name} v{transition.version}",
+            detail=(
+                f"The circuit breaker of {transition.model.name} v{transition.version} opened at "
+                f"{transition.at:%Y-%m-%d %H:%M:%S} UTC: {transition.reason}\n"
+                "The rules-only scorer answers its transactions until a probe succeeds."
+            ),
+            model=transition.model,
+            link=reverse("registry:model-detail", args=[transition.model.name]),
         )
-    if settings.GOVERNANCE_WEBHOOK_URL:
-        ServingAlert.objects.create(
-            channel=ServingAlert.Channel.WEBHOOK,
-            event="serving.breaker_open",
-            payload={
-                "event": "serving.breaker_open",
-                "at": transition.at.isoformat(),
-                "model": transition.model.name,
-                "version": transition.version,
-                "reason": transition.reason,
-            },
-        )
-
-
-def webhook_signature(body: bytes) -> str:
-    """The same signature as the governance webhook: HMAC-SHA256 of the body with the shared secret."""
-    return "sha256=" + hmac.new(settings.GOVERNANCE_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
-ALERT_ATTEMPTS = 20
-
-
-def alert_deliver(*, alert: ServingAlert) -> bool:
-    """Send one alert (at least once) and mark it sent; a failure is recorded on it."""
-    ServingAlert.objects.filter(pk=alert.pk).update(attempts=F("attempts") + 1)
-    try:
-        if alert.channel == ServingAlert.Channel.EMAIL:
-            send_mail(alert.subject, alert.body, None, alert.recipients)
-        else:
-            body = json.dumps(alert.payload, sort_keys=True).encode()
-            response = requests.post(
-                settings.GOVERNANCE_WEBHOOK_URL,
-                data=body,
-                headers={"Content-Type": "application/json", "X-Hafnium-Signature": webhook_signature(body)},
-                timeout=10,
-            )
-            response.raise_for_status()
-    except Exception as exc:
-        ServingAlert.objects.filter(pk=alert.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
-        return False
-    return bool(ServingAlert.objects.filter(pk=alert.pk, sent_at__isnull=True).update(sent_at=timezone.now()))
-
-
-def alerts_deliver_pending() -> int:
-    sent = 0
-    for alert in ServingAlert.objects.filter(sent_at__isnull=True, attempts__lt=ALERT_ATTEMPTS)[:50]:
-        sent += alert_deliver(alert=alert)
-    return sent
+    elif transition.to_state == "closed":
+        alert_resolve(source=BREAKER_ALERT_SOURCE, key=key, note="A probe succeeded: the breaker closed.")

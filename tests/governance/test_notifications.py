@@ -19,6 +19,7 @@ from django.utils import timezone
 from apps.governance import services, tasks
 from apps.governance.models import Notification
 from apps.governance.services import delivery
+from apps.outbox import delivery as outbox_delivery
 from apps.registry.models import ModelVersion, Stage
 
 pytestmark = pytest.mark.django_db
@@ -170,7 +171,7 @@ def test_the_sweep_enqueues_a_notification_once_while_its_delivery_is_scheduled(
     """A worker outage (broker up, nobody consuming): each sweep would enqueue another copy without the
     schedule marker."""
     enqueued = []
-    monkeypatch.setattr(delivery, "enqueue", lambda name, *args, **kw: enqueued.append(args) or True)
+    monkeypatch.setattr(outbox_delivery, "enqueue", lambda name, *args, **kw: enqueued.append(args) or True)
     _request(data_scientist, fraud_model, 2, Stage.PRODUCTION)
     (notification,) = Notification.objects.all()
     later = timezone.now() + timedelta(minutes=2)
@@ -200,7 +201,7 @@ def test_a_failing_webhook_is_recorded_and_the_retry_is_left_to_the_task(
     assert notification.claimed_until is None  # released for the retry
     assert notification.attempts == 1
     assert "ConnectionError" in notification.last_error
-    assert failure.value.retry_in == settings.GOVERNANCE_NOTIFICATION_RETRY_SECONDS
+    assert failure.value.retry_in == settings.OUTBOX_RETRY_SECONDS
     # The sweep leaves it to the task's retry, and picks it up once that time has passed.
     assert services.notifications_schedule_due() == []
     assert notification.next_attempt_at > timezone.now() + timedelta(seconds=failure.value.retry_in)
@@ -209,7 +210,7 @@ def test_a_failing_webhook_is_recorded_and_the_retry_is_left_to_the_task(
 
 
 def test_retries_back_off_and_stop(settings):
-    settings.GOVERNANCE_NOTIFICATION_RETRY_SECONDS = 10
+    settings.OUTBOX_RETRY_SECONDS = 10
     assert [services.notification_retry_in(n) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
     assert services.notification_retry_in(30) == 600
 
@@ -262,7 +263,7 @@ def test_a_worker_retries_a_failing_webhook_with_backoff_until_it_is_taken(
         env={
             "GOVERNANCE_WEBHOOK_URL": receiver.url,
             "GOVERNANCE_WEBHOOK_SECRET": "shared-secret-for-the-test",
-            "GOVERNANCE_NOTIFICATION_RETRY_SECONDS": "0.2",
+            "OUTBOX_RETRY_SECONDS": "0.2",
         },
     )
     _request(data_scientist, fraud_model, 4, Stage.CANDIDATE)  # committed: enqueued through Redis

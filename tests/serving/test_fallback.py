@@ -6,11 +6,12 @@ import uuid
 import pytest
 from django.core import mail
 
+from apps.alerts.models import Alert
 from apps.audit.models import AuditEvent
 from apps.registry.models import ModelVersion
 from apps.serving import hotpath
 from apps.serving.logwriter import LogWriter
-from apps.serving.models import BreakerTransition, FallbackRule, ServingAlert
+from apps.serving.models import BreakerTransition, FallbackRule
 from apps.serving.services import policy_publish, rule_save
 from hafnium_portal import embedded_redis
 
@@ -26,9 +27,9 @@ def drain_events() -> None:
 
 
 def test_breaker_opens_after_five_failures_rules_answer_and_one_probe_closes_it(
-    serving, scoring_client, ml_engineer, settings
+    serving, scoring_client, ml_engineer, settings, celery_eager, django_capture_on_commit_callbacks
 ):
-    settings.SERVING_ONCALL_EMAILS = ["oncall@hafnium.example"]
+    settings.ALERTS_ONCALL_EMAILS = ["oncall@hafnium.example"]
     settings.SERVING_LOAD_RETRY = 0.0
     version = ModelVersion.objects.get(model=serving.model, version=1)
     good_source, good_run = version.source_uri, version.run_id
@@ -45,12 +46,15 @@ def test_breaker_opens_after_five_failures_rules_answer_and_one_probe_closes_it(
     failing = [scoring_client(serving.item(i, transaction_id=f"f-{i}")).json() for i in range(5)]
     assert all(answer["fallback"] for answer in failing)
     assert {(a["score"], a["decision"]) for a in failing} == {(0.42, "review")}
-    drain_events()
+    with django_capture_on_commit_callbacks(execute=True):  # the page to on-call goes after the commit
+        drain_events()
     opened = BreakerTransition.objects.get(model=serving.model, to_state="open")
     assert opened.from_state == "closed"
     assert "cannot be loaded" in opened.reason
     assert AuditEvent.objects.filter(action="serving.breaker_open").exists()
-    assert ServingAlert.objects.get(event="serving.breaker_open").sent_at is not None
+    alert = Alert.objects.get(source="serving.breaker", key=f"{serving.model.name}:1")
+    assert (alert.state, alert.severity, alert.model) == ("firing", "page", serving.model)
+    assert alert.notifications.get(channel="email").sent_at is not None
     assert mail.outbox[-1].to == ["oncall@hafnium.example"]
     assert "breaker open" in mail.outbox[-1].subject
 
@@ -69,6 +73,8 @@ def test_breaker_opens_after_five_failures_rules_answer_and_one_probe_closes_it(
     assert answer["fallback"] is False
     drain_events()
     assert BreakerTransition.objects.filter(model=serving.model, to_state="closed").exists()
+    alert.refresh_from_db()
+    assert alert.state == "resolved"  # the breaker closing resolves its alert
     assert scoring_client(serving.item(8, transaction_id="after")).json()["fallback"] is False
 
 

@@ -30,6 +30,9 @@ State = machine.State
 # States a tick moves on its own (paused waits for a person; finished ones are done).
 TICK_STATES = [s for s in ACTIVE_STATES if s != State.PAUSED]
 MAX_MOVES_PER_ADVANCE = 8
+FINISHING = frozenset(
+    {machine.Action.FINISH_PROMOTION, machine.Action.FINISH_ROLLBACK, machine.Action.FINISH_ABORT}
+)
 # Prediction logs reach PostgreSQL through the log writer a moment after the answer: a window ends
 # this long before now, and the next one starts where it ended, so no answer falls between windows.
 LOG_LAG = timedelta(seconds=1)
@@ -228,10 +231,11 @@ def move(
         "state": target.value,
         "step_index": decision.step_index,
         "revision": F("revision") + 1,
-        "reason": decision.reason[:2000],
         "cause": cause,
         "updated_at": now,
     }
+    if decision.action not in FINISHING:  # a finishing move keeps the reason the rollout ends for
+        changes["reason"] = decision.reason[:2000]
     if target is State.ANALYSING:
         changes.update(
             weight_bp=decision.weight_bp, step_started_at=now, last_measured_at=None,
@@ -293,7 +297,9 @@ def _locked(rollout_id: int, *, wait: bool) -> Rollout | None:
 
 def apply(rollout: Rollout, decision: machine.Decision, *, cause: str, actor=None, now=None) -> bool:
     """Effect, then compare-and-set (the machine's contract); the caller holds the rollout's lock."""
-    rollout.cause, rollout.reason = cause, decision.reason  # the effect reads why the rollout ends
+    rollout.cause = cause  # the effect reads why the rollout ends
+    if decision.action not in FINISHING:
+        rollout.reason = decision.reason
     effect_apply(rollout, decision, actor)
     return move(rollout, decision, cause=cause, actor=actor, now=now)
 

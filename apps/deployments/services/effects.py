@@ -26,12 +26,15 @@ MARKS_ROLLED_BACK = frozenset({Cause.ANALYSIS_FAILED, Cause.ANALYSIS_ERROR, Caus
 ALERT_SOURCE = "deployments"
 
 
-def rollout_link(rollout: Rollout) -> str:
+def rollout_path(rollout: Rollout) -> str:
     try:
-        path = reverse("deployments:rollout-detail", args=[rollout.pk])
+        return reverse("deployments:rollout-detail", args=[rollout.pk])
     except NoReverseMatch:  # the pages are another module's; the API always exists
-        path = f"/api/v1/deployments/rollouts/{rollout.pk}"
-    return settings.PORTAL_BASE_URL.rstrip("/") + path
+        return f"/api/v1/deployments/rollouts/{rollout.pk}"
+
+
+def rollout_link(rollout: Rollout) -> str:
+    return settings.PORTAL_BASE_URL.rstrip("/") + rollout_path(rollout)
 
 
 def _routes(rollout: Rollout, environment: str, weights: dict[int, int], actor, reason: str) -> None:
@@ -85,7 +88,7 @@ def _alert(rollout: Rollout, *, title: str, detail: str) -> None:
         title=title,
         detail=detail,
         model=rollout.model,
-        link=rollout_link(rollout),
+        link=rollout_path(rollout),
     )
 
 

@@ -22,7 +22,6 @@ from .delivery import (
     notification_deliver,
     notification_retry_in,
     notifications_schedule_due,
-    webhook_signature,
 )
 from .evidence import evidence_refresh, evidence_refresh_for_model
 from .policy import policy_publish, policy_validate
@@ -53,5 +52,4 @@ __all__ = [
     "promotions_expire",
     "promotions_publish_schedule",
     "promotions_supersede",
-    "webhook_signature",
 ]
