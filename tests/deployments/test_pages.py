@@ -510,3 +510,90 @@ def test_the_home_card_lists_the_rollouts_of_the_persons_models(
 def test_no_home_card_for_someone_with_no_rollout_to_see(client, panels_registered, outsider, canary):
     client.force_login(outsider)
     assert 'data-testid="card-your-rollouts"' not in client.get(reverse("home")).content.decode()
+
+
+# --- the emergency rollback and its review --------------------------------------------------------------
+
+
+@pytest.fixture
+def promoted(canary, ml_engineer):
+    """fraud-scorer v2 promoted by its canary: v2 Production, v1 archived (the last good version)."""
+    from apps.deployments.services import rollout_promote_now
+
+    rollout_promote_now(actor=ml_engineer, rollout=canary, reason="the canary looks good")
+    canary.refresh_from_db()
+    assert canary.state == State.SUCCEEDED
+    return canary
+
+
+def stages(model) -> dict[int, str]:
+    return dict(ModelVersion.objects.filter(model=model).values_list("version", "stage"))
+
+
+@pytest.mark.parametrize("person", EVERYONE)
+def test_the_rollback_page_is_for_ml_engineers_and_model_risk(client, request, fraud_model, person):
+    client.force_login(request.getfixturevalue(person))
+    response = client.get(reverse("deployments:model-rollback", args=["fraud-scorer"]))
+    expected = 200 if person in ("ml_engineer", "model_risk") else 403 if person in SEE_FRAUD else 404
+    assert response.status_code == expected
+
+
+@pytest.mark.parametrize("person", ["data_scientist", "manager", "compliance", "other_data_scientist"])
+def test_a_rollback_posted_by_someone_not_allowed_moves_nothing(client, request, promoted, person):
+    before = stages(promoted.model)
+    client.force_login(request.getfixturevalue(person))
+    response = client.post(reverse("deployments:model-rollback", args=["fraud-scorer"]), {"reason": "bad"})
+    assert response.status_code == (404 if person == "other_data_scientist" else 403)
+    assert stages(promoted.model) == before
+    assert state_of(promoted) == State.SUCCEEDED
+
+
+def test_model_risk_rolls_back_with_a_reason_and_lands_on_the_rollback(client, model_risk, promoted):
+    client.force_login(model_risk)
+    response = client.post(
+        reverse("deployments:model-rollback", args=["fraud-scorer"]),
+        {"reason": "fraud losses spiking"},
+        follow=True,
+    )
+    assert response.redirect_chain[-1][0] == reverse("deployments:rollout-detail", args=[promoted.pk])
+    assert stages(promoted.model)[1] == "production"
+    assert stages(promoted.model)[2] == "rolled_back"
+    text = text_of(response)
+    assert "fraud-scorer v2 was rolled back: v1 answers production traffic again" in text
+    assert "waiting for a second person" in text
+    assert 'data-testid="review-form"' not in response.content.decode()  # not for the one who rolled back
+
+
+def test_a_rollback_without_a_reason_is_refused_on_the_page(client, model_risk, promoted):
+    client.force_login(model_risk)
+    response = client.post(reverse("deployments:model-rollback", args=["fraud-scorer"]), {"reason": ""})
+    assert response.status_code == 400
+    assert "needs a reason" in text_of(response)
+    assert stages(promoted.model)[2] == "production"
+
+
+def test_a_rollback_with_no_earlier_production_version_says_so(client, ml_engineer, fraud_model):
+    client.force_login(ml_engineer)
+    response = client.post(reverse("deployments:model-rollback", args=["fraud-scorer"]), {"reason": "bad"})
+    assert response.status_code == 400
+    assert "no earlier Production version" in text_of(response)
+    assert stages(fraud_model)[1] == "production"
+
+
+def test_a_second_person_confirms_the_rollback_from_its_page(client, model_risk, ml_engineer, promoted):
+    from apps.deployments.models import RollbackReview
+    from apps.deployments.services import rollback_to_last_good
+
+    rollback_to_last_good(model=promoted.model, actor=model_risk, reason="fraud losses spiking")
+    review = RollbackReview.objects.get(rollout=promoted)
+    url = reverse("deployments:review-confirm", args=[review.pk])
+    client.force_login(model_risk)
+    assert client.post(url, {"note": "self"}).status_code == 403
+    client.force_login(ml_engineer)
+    page = client.get(reverse("deployments:rollout-detail", args=[promoted.pk])).content.decode()
+    assert 'data-testid="review-form"' in page
+    response = client.post(url, {"note": "checked the losses"}, follow=True)
+    review.refresh_from_db()
+    assert (review.status, review.reviewer, review.note) == ("confirmed", ml_engineer, "checked the losses")
+    assert "confirmed by mia" in text_of(response)
+    assert client.post(url, {"note": "again"}).status_code == 409
