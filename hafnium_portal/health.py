@@ -107,13 +107,36 @@ def run_checks() -> dict[str, dict]:
     return results
 
 
+# Without Redis the portal still serves its pages and the scoring service still answers (no cache,
+# per-process breakers, logs held in the process); only background work waits (the broker is Redis,
+# so the worker cannot be seen either). That is degraded, not unavailable.
+REDIS_DOWN_REASON = (
+    "Redis is down: pages and scoring go on; background tasks, the response cache and shared breakers "
+    "wait for it"
+)
+
+
+def status_of(checks: dict[str, dict]) -> tuple[str, str]:
+    """("ok" | "degraded" | "unavailable", the reason) of the checks' results."""
+    down = {name for name, result in checks.items() if not result["ok"]}
+    if not down:
+        return "ok", ""
+    if "redis" in down and down <= {"redis", "worker"}:
+        return "degraded", REDIS_DOWN_REASON
+    return "unavailable", f"down: {', '.join(sorted(down))}"
+
+
 @never_cache
 @require_GET
 def healthz(request):
+    """200 "ok", 200 "degraded" (Redis down: the portal works without it), 503 "unavailable"."""
     checks = run_checks()
     down = [name for name, result in checks.items() if not result["ok"]]
-    body = {"status": "ok" if not down else "unavailable", "down": down, "checks": checks}
-    return JsonResponse(body, status=503 if down else 200)
+    status, reason = status_of(checks)
+    body = {"status": status, "down": down, "checks": checks}
+    if reason:
+        body["reason"] = reason
+    return JsonResponse(body, status=503 if status == "unavailable" else 200)
 
 
 @never_cache

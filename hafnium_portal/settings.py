@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.outbox",
     "apps.alerts",
+    "apps.monitoring",
     "apps.deployments",
 ]
 
@@ -103,7 +104,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
                 "apps.governance.context.inbox",
-                "apps.serving.views.open_breakers",
+                "apps.alerts.context.alerts",
             ],
         },
     },
@@ -302,8 +303,16 @@ SERVING_LOAD_RETRY = env.float("SERVING_LOAD_RETRY", default=30.0)
 SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 # The prediction log stream is capped at about this many entries (oldest dropped if the writer stops).
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
-# Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
+# Prediction logs older than this many days are dropped by the `serving-logs-maintain` beat task (0: kept
+# forever): on PostgreSQL a day's partition is dropped once the whole day is past the retention.
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
+# PostgreSQL: the beat task keeps the partitions of today and this many days ahead created.
+SERVING_LOG_PARTITIONS_AHEAD = env.int("SERVING_LOG_PARTITIONS_AHEAD", default=7)
+CELERY_BEAT_SCHEDULE["serving-logs-maintain"] = {
+    "task": "apps.serving.tasks.logs_maintain",
+    "schedule": 3600,
+    "options": {"expires": 3600},
+}
 # Every routing table in force is published from PostgreSQL to Redis again this often (a Redis that
 # restarted empty routes by the database's tables again within this time).
 SERVING_ROUTES_PUBLISH_INTERVAL = env.int("SERVING_ROUTES_PUBLISH_INTERVAL", default=60)
@@ -311,6 +320,13 @@ CELERY_BEAT_SCHEDULE["publish-routing-tables"] = {
     "task": "apps.serving.tasks.publish_routing_tables",
     "schedule": SERVING_ROUTES_PUBLISH_INTERVAL,
     "options": {"expires": SERVING_ROUTES_PUBLISH_INTERVAL},
+}
+# Versions that may answer traffic and were never compiled (the task at registration was lost) are
+# compiled by this sweep.
+CELERY_BEAT_SCHEDULE["compile-missing-scorers"] = {
+    "task": "apps.serving.tasks.compile_missing_scorers",
+    "schedule": env.int("SERVING_COMPILE_SWEEP_INTERVAL", default=600),
+    "options": {"expires": 600},
 }
 # Where workers reach the inference service (staging tests of a rollout score through it).
 HAFNIUM_INFERENCE_URL = env.str("HAFNIUM_INFERENCE_URL", default="http://127.0.0.1:8001")
@@ -325,6 +341,21 @@ ALERTS_WEBHOOK_URL = env.str("ALERTS_WEBHOOK_URL", default=GOVERNANCE_WEBHOOK_UR
 ALERTS_WEBHOOK_SECRET = env.str("ALERTS_WEBHOOK_SECRET", default=GOVERNANCE_WEBHOOK_SECRET)
 if ALERTS_WEBHOOK_URL and not ALERTS_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ALERTS_WEBHOOK_URL is set: ALERTS_WEBHOOK_SECRET must be set too.")
+
+# --- monitoring: SLOs of the production models (apps/monitoring/slo.py; per model: SLOObjective) ---
+
+# The defaults a model is held to until it has objectives of its own: the design's availability 99.9%
+# (errors < 0.1%) and p99 latency 100 ms, over 30 days; a burn-rate rule needs SLO_MIN_EVENTS requests
+# in each of its windows before it may fire (low traffic is said, not paged).
+SLO_AVAILABILITY_TARGET = env.float("SLO_AVAILABILITY_TARGET", default=0.999)
+SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
+SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
+SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
+CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
+    "task": "apps.monitoring.tasks.evaluate_slos",
+    "schedule": 60,
+    "options": {"expires": 60},
+}
 
 # --- auth --------------------------------------------------------------------------------------
 
@@ -380,7 +411,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Stages appear as `stage`, `from_stage` and `to_stage`: one enum, one name.
-    "ENUM_NAME_OVERRIDES": {"StageEnum": "apps.registry.models.Stage"},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "apps.registry.models.Stage",
+        # A rollout's state appears as `state`, `from_state` and `to_state`.
+        "RolloutStateEnum": "apps.deployments.models.State",
+    },
 }
 
 # --- i18n, static ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ NAVIGATION = [
         roles=frozenset({Role.DATA_SCIENTIST, Role.DATA_SCIENTIST_LEAD}),
     ),
     NavItem("Deployments", "deployments:rollout-list"),
+    NavItem("Alerts", "alerts:list", badge="open_alerts_count"),
     NavItem("Audit", "audit:event-list", roles=frozenset({Role.COMPLIANCE, Role.MODEL_RISK, Role.MANAGER})),
     NavItem("Teams", "accounts:teams"),
     NavItem("API", "api-docs"),

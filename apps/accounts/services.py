@@ -61,3 +61,26 @@ def demo_users_ensure(*, credentials_file: Path) -> dict[str, str]:
             out.writelines(f"{username} {password}\n" for username, password in created.items())
         credentials_file.chmod(0o600)
     return created
+
+
+SYSTEM_USERNAME = "hafnium-system"
+
+
+def system_actor():
+    """The portal acting on its own (monitoring's automatic responses): a user nobody can log in as.
+
+    It has no role and no team; it is given exactly the object permissions an automatic action needs
+    (e.g. requesting the promotion of a model it retrained), and people still approve what it asks.
+    """
+    User = get_user_model()
+    user = User.objects.filter(username=SYSTEM_USERNAME).first()
+    if user is not None:
+        return user
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(
+            username=SYSTEM_USERNAME, defaults={"first_name": "Hafnium", "last_name": "(automatic)"}
+        )
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+    return user

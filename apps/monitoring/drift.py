@@ -962,12 +962,36 @@ def prediction_shift(
     current, _ = _finite(current_scores)
     if reference.size == 0:
         raise ValueError("the reference scores are empty")
-    mean_ref = float(reference.mean())
-    mean_cur = float(current.mean()) if current.size else math.nan
-    rate_ref = float((reference >= decline_threshold).mean())
-    rate_cur = float((current >= decline_threshold).mean()) if current.size else math.nan
-    mean_change = relative_change(mean_ref, mean_cur) if current.size else math.nan
-    rate_change = relative_change(rate_ref, rate_cur) if current.size else math.nan
+    return prediction_shift_of_rates(
+        mean_reference=float(reference.mean()),
+        decline_rate_reference=float((reference >= decline_threshold).mean()),
+        n_reference=int(reference.size),
+        mean_current=float(current.mean()) if current.size else math.nan,
+        decline_rate_current=float((current >= decline_threshold).mean()) if current.size else math.nan,
+        n_current=int(current.size),
+        threshold=threshold,
+        min_rows=min_rows,
+        min_expected_declines=min_expected_declines,
+    )
+
+
+def prediction_shift_of_rates(
+    *,
+    mean_reference: float,
+    decline_rate_reference: float,
+    n_reference: int,
+    mean_current: float,
+    decline_rate_current: float,
+    n_current: int,
+    threshold: float = 0.10,
+    min_rows: int = 500,
+    min_expected_declines: float = 20.0,
+) -> PredictionShift:
+    """prediction_shift() from the means and decline rates alone (what a window's merged summaries hold)."""
+    mean_ref, rate_ref = mean_reference, decline_rate_reference
+    mean_cur, rate_cur = mean_current, decline_rate_current
+    mean_change = relative_change(mean_ref, mean_cur) if n_current else math.nan
+    rate_change = relative_change(rate_ref, rate_cur) if n_current else math.nan
     values = dict(
         mean_reference=mean_ref,
         mean_current=mean_cur,
@@ -975,19 +999,19 @@ def prediction_shift(
         decline_rate_reference=rate_ref,
         decline_rate_current=rate_cur,
         decline_rate_change=rate_change,
-        n_reference=int(reference.size),
-        n_current=int(current.size),
+        n_reference=int(n_reference),
+        n_current=int(n_current),
     )
-    if current.size < min_rows:
+    if n_current < min_rows:
         return PredictionShift(
             **values,
             verdict=NOT_ENOUGH_DATA,
-            reason=f"{current.size} scores in the window, {min_rows} needed",
+            reason=f"{n_current} scores in the window, {min_rows} needed",
         )
     reasons = []
     if abs(mean_change) >= threshold:
         reasons.append(f"mean score {mean_change:+.1%}")
-    rate_counts = rate_ref * current.size >= min_expected_declines
+    rate_counts = rate_ref * n_current >= min_expected_declines
     if rate_counts and abs(rate_change) >= threshold:
         reasons.append(f"decline rate {rate_change:+.1%}")
     if reasons:

@@ -5,7 +5,13 @@ import json
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import JSONParser
@@ -62,6 +68,13 @@ _TRANSACTION = inline_serializer(
         "transaction_id": serializers.CharField(max_length=200),
         "entity_id": serializers.CharField(max_length=200, required=False),
         "features": serializers.DictField(help_text="every input of the version's signature, typed"),
+        "embedding": serializers.ListField(
+            child=serializers.FloatField(),
+            required=False,
+            min_length=1,
+            max_length=256,
+            help_text="optional: the transaction's embedding, logged for monitoring (not a model input)",
+        ),
     },
 )
 _ANSWER = inline_serializer(
@@ -112,18 +125,35 @@ class ScoreView(APIView):
             "mistyped or non-finite value is a 400 naming the field (`items[3].features.amount`). "
             "A retry with the same transaction_id gets the same answer (cached for SERVING_RESPONSE_TTL). "
             "While the model's circuit breaker is open the rules answer, with `fallback: true`. "
-            "Authentication: `Authorization: Token <key>` of a scoring client."
+            "Authentication: `Authorization: Token <key>` of a scoring client. "
+            "`?environment=staging` is answered by the versions of the staging routing table only, for "
+            "staging clients (`create_scoring_client <name> --staging`); production clients get a 403 "
+            "there, and production traffic never reaches a version only staging routes to."
         ),
+        parameters=[
+            OpenApiParameter(
+                "environment",
+                str,
+                OpenApiParameter.QUERY,
+                required=False,
+                enum=["production", "staging"],
+                description="production (the default) or staging",
+            )
+        ],
         request=_TRANSACTION,
         responses={
             200: _ANSWER,
             400: OpenApiResponse(description="Invalid input: `{field: [messages]}`"),
             401: OpenApiResponse(description="No or unknown token"),
-            403: OpenApiResponse(description="The token is not a scoring client's"),
+            403: OpenApiResponse(
+                description="The token is not a scoring client's (of the staging environment, for staging)"
+            ),
             404: OpenApiResponse(description="No such model"),
             413: OpenApiResponse(description="Body over SERVING_MAX_BODY_BYTES"),
             415: OpenApiResponse(description="Not application/json"),
-            503: OpenApiResponse(description="No version of the model is in Production"),
+            503: OpenApiResponse(
+                description="No version answers: none in Production, or no staging routing table"
+            ),
         },
         examples=[
             OpenApiExample("One transaction", value=_ONE, request_only=True),
@@ -160,7 +190,10 @@ class ScoreView(APIView):
             return refused
         try:
             answer, _ = hotpath.score(
-                model_name=name, body=body, authorization=request.META.get("HTTP_AUTHORIZATION", "")
+                model_name=name,
+                body=body,
+                authorization=request.META.get("HTTP_AUTHORIZATION", ""),
+                environment=request.GET.get("environment", hotpath.PRODUCTION),
             )
         except hotpath.Unauthenticated as exc:
             response = _error(401, {"detail": str(exc)})

@@ -13,7 +13,9 @@ half_open -> open after a failed probe, half_open -> closed), so the caller can 
 In Redis the state is one hash per key, changed only by Lua scripts (atomic: two processes racing
 cannot open twice or probe twice), with times taken from Redis' own clock (`TIME`), so processes
 agree on when the reset is due. The probe is a `SET NX PX` lease: if the prober dies without
-reporting, the lease expires after `probe_timeout` and another caller may probe.
+reporting, the lease expires after `probe_timeout` and another caller may probe. The hot path spares
+itself the allow script's round trip: it reads the state in its own pipeline (`queue_state_read`) and calls
+`allow_read`, which runs the script only when a probe is due.
 
 When Redis fails (down, timeout) the breaker carries on in-process: a per-process breaker with the
 same rules and `clock`, kept per key for the life of the process, until Redis answers again.
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 Allowance = Literal["closed", "probe", "open"]
 State = Literal["closed", "open", "half_open"]
 KEY_PREFIX = "hafnium:breaker:"
+# The hash fields `queue_state_read` fetches, in the order `allow_read` expects them.
+STATE_FIELDS = ("state", "failures", "opened_at")
 # Redis forgets a breaker nobody has touched for this long (a retired version's).
 IDLE_EXPIRY_MS = 7 * 24 * 3600 * 1000
 
@@ -115,6 +119,15 @@ return {'open', failures, ago}
 
 def breaker_key(model: str, version: int | str) -> str:
     return f"{model}:{version}"
+
+
+def queue_state_read(pipe, key: str) -> None:
+    """Queue the read of a breaker's state on the caller's pipeline (the caller queues TIME too).
+
+    The hot path reads the breakers of the versions it may call in the same round trip as the rest of
+    what a request needs, then decides with `Breaker.allow_read`.
+    """
+    pipe.hmget(KEY_PREFIX + key, *STATE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -215,6 +228,22 @@ class Breaker:
             self._thread.token = token
         return allowance
 
+    def allow_read(self, fields, now_ms: int | None) -> Allowance:
+        """allow(), from the state `queue_state_read` fetched when Redis' clock said `now_ms`.
+
+        No round trip unless a probe is due: then the allow script decides atomically and takes the
+        lease (one probe at a time, as allow()). `fields` None (not read, or Redis failed) is allow().
+        """
+        if fields is None or now_ms is None or self._scripts is None or self._redis_down():
+            return self.allow()
+        state = _text(fields[0]) if fields[0] is not None else "closed"
+        failures = int(fields[1] or 0)
+        if state == "open" and now_ms - int(fields[2] or 0) >= int(self.reset_after * 1000):
+            return self.allow()
+        self._thread.token = None
+        self._thread.failures_seen = failures
+        return "open" if state == "open" else "closed"
+
     def record_success(self) -> bool:
         """The model answered. True when this closed the breaker (a successful probe)."""
         token = self._take_token()
@@ -263,9 +292,9 @@ class Breaker:
             return None
         from redis.exceptions import RedisError
 
-        server = self._server()
-        if time.monotonic() < _redis_down_until.get(server, 0.0):
+        if self._redis_down():
             return None
+        server = self._server()
         try:
             return self._scripts[script](keys=[self._state_key, self._probe_key], args=args)
         except RedisError as exc:
@@ -278,6 +307,9 @@ class Breaker:
                 self.redis_retry_after,
             )
             return None
+
+    def _redis_down(self) -> bool:
+        return time.monotonic() < _redis_down_until.get(self._server(), 0.0)
 
     def _server(self) -> tuple:
         kwargs = getattr(getattr(self.redis, "connection_pool", None), "connection_kwargs", {})

@@ -149,6 +149,26 @@ def _runtime_versions() -> dict:
     return {"treelite": treelite.__version__, "sklearn": sklearn.__version__}
 
 
+def versions_to_compile(limit: int = 50) -> list[int]:
+    """Ids of versions that may answer traffic and have no compilation recorded (the sweep's work)."""
+    from django.db.models import CharField, Exists, OuterRef
+    from django.db.models.functions import Cast
+
+    from apps.audit.models import AuditEvent
+    from apps.registry.models import ModelVersion
+
+    from .config import SERVABLE_STAGES
+
+    compiled = AuditEvent.objects.filter(
+        action="serving.scorer_compiled",
+        object_type="registry.modelversion",
+        object_id=Cast(OuterRef("pk"), CharField()),
+    )
+    pending = ModelVersion.objects.filter(stage__in=SERVABLE_STAGES).exclude(run_id="")
+    pending = pending.filter(~Exists(compiled))
+    return list(pending.order_by("-pk").values_list("pk", flat=True)[:limit])
+
+
 # --- loading, per process ----------------------------------------------------------------------------
 
 

@@ -216,6 +216,11 @@ def reset() -> None:
         _current = None
 
 
+def peek() -> Snapshot | None:
+    """This process's copy as it is, without checking it (what a request may need, before its read)."""
+    return _current
+
+
 def current(version: bytes | str | None, client: redis.Redis | None) -> Snapshot:
     """The snapshot for the config version read from Redis (None: Redis is down or has no version)."""
     global _current

@@ -1,9 +1,15 @@
 """The scoring hot path: one pipelined Redis read, no database query, the log written off the request.
 
-A request reads, in one round trip, the config version, the model's routing table and the cached
-answers of its transactions. Each version's breaker decides whether the model or the rules answer;
-then one pipelined write caches the answers and appends the prediction logs (and breaker events) to
-their Redis streams, where `serving_log_writer` takes them to the database. With Redis down the
+A request reads, in one round trip, the config version, the routing table of its environment, the
+cached answers of its transactions, Redis' clock and the breakers of the versions it may call (those
+of the table it saw last, and the Production version). Each version's breaker decides from that read
+whether the model or the rules answer (a probe due after the reset time costs one more trip: the
+atomic lease); then one pipelined write caches the answers and appends the prediction logs (and
+breaker events) to their Redis streams, where `serving_log_writer` takes them to the database.
+
+Two environments: production (the routing table, else the Production version) and staging (the
+staging table only; nothing answers without one), each with its own clients (`serving.score`,
+`serving.score_staging`), response cache and routing table. With Redis down the
 request is still answered: no cache, the breakers fall back to their per-process state, and the logs
 wait in a bounded buffer of the process until Redis is back.
 """
@@ -14,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
@@ -23,7 +29,7 @@ from . import config, metrics, router
 from .config import ModelConfig, Snapshot, VersionConfig
 from .models import decision_for
 from .scorers import ScorerLoadFailed, ScorerLoading, pool
-from .validation import parse_batch
+from .validation import InvalidRequest, parse_batch
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,9 @@ EVENT_STREAM = "hafnium:serving:events"
 ROUTES_KEY = "hafnium:serving:routes:{}"
 STAGING_ROUTES_KEY = "hafnium:serving:staging-routes:{}"
 RESPONSE_KEY = "hafnium:serving:response:{}:{}"
+STAGING_RESPONSE_KEY = "hafnium:serving:staging-response:{}:{}"
+PRODUCTION, STAGING = "production", "staging"
+ENVIRONMENTS = (PRODUCTION, STAGING)
 BREAKER_KEY = "hafnium:serving:breaker:{}:{}"
 
 
@@ -142,22 +151,65 @@ class Scored:
     cached: bool = False
 
 
-def _read(client: redis.Redis | None, model_name: str, transaction_ids: list[str]):
-    """The one round trip: config version, routing table, cached answers."""
+@dataclass
+class Read:
+    """What the request's one round trip brought back (all empty when Redis is down)."""
+
+    config_version: bytes | None = None
+    routes: dict = field(default_factory=dict)
+    cached: list = field(default_factory=list)
+    breakers: dict[int, list] = field(default_factory=dict)
+    now_ms: int | None = None
+
+
+# Per (model, environment): the versions of the routing table this process saw last, whose breakers
+# the next request reads in its round trip (only models the config knows: the URL cannot grow it).
+_last_routed: dict[tuple[str, str], frozenset[int]] = {}
+
+
+def _candidates(model_name: str, environment: str) -> list[int]:
+    """The versions a request may call, as far as this process knows before reading."""
+    numbers = set(_last_routed.get((model_name, environment), ()))
+    snapshot = config.peek()
+    model = snapshot.models.get(model_name) if snapshot is not None else None
+    if environment == PRODUCTION and model is not None and model.production is not None:
+        numbers.add(model.production)
+    return sorted(numbers)
+
+
+def _routes_key(model_name: str, environment: str) -> str:
+    return (STAGING_ROUTES_KEY if environment == STAGING else ROUTES_KEY).format(model_name)
+
+
+def _response_key(model_name: str, environment: str, transaction_id: str) -> str:
+    key = STAGING_RESPONSE_KEY if environment == STAGING else RESPONSE_KEY
+    return key.format(model_name, transaction_id)
+
+
+def _read(client: redis.Redis | None, model_name: str, environment: str, transaction_ids: list[str]) -> Read:
+    """The one round trip: config version, routing table, Redis' clock, breakers, cached answers."""
     if client is None:
-        return None, {}, [None] * len(transaction_ids)
+        return Read(cached=[None] * len(transaction_ids))
+    from .breaker import breaker_key, queue_state_read
+
+    candidates = _candidates(model_name, environment)
     pipe = client.pipeline(transaction=False)
     pipe.get(config.VERSION_KEY)
-    pipe.hgetall(ROUTES_KEY.format(model_name))
+    pipe.hgetall(_routes_key(model_name, environment))
+    pipe.time()
+    for number in candidates:
+        queue_state_read(pipe, breaker_key(model_name, number))
     if transaction_ids:
-        pipe.mget([RESPONSE_KEY.format(model_name, t) for t in transaction_ids])
+        pipe.mget([_response_key(model_name, environment, t) for t in transaction_ids])
     try:
         result = pipe.execute()
     except redis.RedisError as exc:
         _redis_failed(exc)
-        return None, {}, [None] * len(transaction_ids)
-    cached = result[2] if transaction_ids else []
-    return result[0], result[1], cached
+        return Read(cached=[None] * len(transaction_ids))
+    seconds, micros = result[2]
+    breakers = dict(zip(candidates, result[3 : 3 + len(candidates)], strict=True))
+    cached = result[-1] if transaction_ids else []
+    return Read(result[0], result[1], cached, breakers, int(seconds) * 1000 + int(micros) // 1000)
 
 
 def _transaction_ids(body) -> list[str]:
@@ -182,48 +234,57 @@ def config_now() -> Snapshot:
     return config.current(version, client)
 
 
-def authenticate(snapshot: Snapshot, authorization: str):
+def authenticate(snapshot: Snapshot, authorization: str, environment: str = PRODUCTION):
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "token" or not key.strip():
         raise Unauthenticated("Authentication credentials were not provided.")
     client = snapshot.clients.get(config.token_digest(key.strip()))
     if client is None:
         raise Unauthenticated("Invalid token.")
-    if not client.can_score:
+    if environment == STAGING and not client.can_score_staging:
+        raise Forbidden("This token may not call the staging environment of the scoring API.")
+    if environment != STAGING and not client.can_score:
         raise Forbidden("This token may not call the scoring API.")
     return client
 
 
-def score(*, model_name: str, body, authorization: str) -> tuple[dict, dict]:
+def score(*, model_name: str, body, authorization: str, environment: str = PRODUCTION) -> tuple[dict, dict]:
     """Answer a scoring request; returns (response body, context for the caller's metrics).
 
     Raises Unauthenticated, Forbidden, NotFound, InvalidRequest or Unavailable.
     """
     started = time.perf_counter()
+    if environment not in ENVIRONMENTS:
+        raise InvalidRequest({"environment": ["production or staging."]})
     transaction_ids = _transaction_ids(body)
     client = _redis_or_none()
-    version_key, raw_routes, cached = _read(client, model_name, transaction_ids)
+    read = _read(client, model_name, environment, transaction_ids)
     if client is not None and not redis_available():
         client = None
-    snapshot = config.current(version_key, client)
-    authenticate(snapshot, authorization)
+    snapshot = config.current(read.config_version, client)
+    authenticate(snapshot, authorization, environment)
     model = snapshot.models.get(model_name)
     if model is None:
         raise NotFound(f"No model named {model_name!r}.")
-    table = {v: w for v, w in router.parse_table(raw_routes).items() if v in model.versions}
+    table = {v: w for v, w in router.parse_table(read.routes).items() if v in model.versions}
+    if client is not None:
+        _last_routed[(model.name, environment)] = frozenset(table)
+    default = model.production if environment == PRODUCTION else None
 
     def version_of(item) -> VersionConfig:
         entity = item.get("entity_id") if isinstance(item, dict) else None
         key = entity if isinstance(entity, str) and entity else str(item.get("transaction_id", ""))
-        number = router.choose_version(table, model.production, key)
+        number = router.choose_version(table, default, key)
         if number is None or number not in model.versions:
+            if environment == STAGING:
+                raise Unavailable(f"No version of {model_name} answers in staging.")
             raise Unavailable(f"No version of {model_name} is in Production.")
         return model.versions[number]
 
     items, is_batch = parse_batch(body, lambda item: version_of(item).features, settings.SERVING_MAX_BATCH)
     scored = []
     for index, item in enumerate(items):
-        hit = cached[index] if index < len(cached) else None
+        hit = read.cached[index] if index < len(read.cached) else None
         if hit is not None:
             try:
                 answer = json.loads(hit)
@@ -240,12 +301,15 @@ def score(*, model_name: str, body, authorization: str) -> tuple[dict, dict]:
         if not entry.cached:
             by_version.setdefault(entry.version, []).append(entry)
     for number, group in by_version.items():
-        _score_version(model, snapshot, model.versions[number], group, logs, events, started, client)
+        version = model.versions[number]
+        breaker = breaker_for(model, number, client, events)
+        state = breaker.allow_read(read.breakers.get(number), read.now_ms)
+        _score_version(model, version, group, logs, events, started, breaker, state, environment)
     for entry in scored:
         if entry.cached:
             metrics.REQUESTS.labels(model.name, str(entry.version), "cached").inc()
 
-    _write(client, model.name, [e for e in scored if not e.cached], logs, events)
+    _write(client, model.name, environment, [e for e in scored if not e.cached], logs, events)
     metrics.LATENCY.labels(model.name).observe(time.perf_counter() - started)
     answers = [entry.answer for entry in scored]
     return ({"items": answers} if is_batch else answers[0]), {"model": model.name}
@@ -253,17 +317,16 @@ def score(*, model_name: str, body, authorization: str) -> tuple[dict, dict]:
 
 def _score_version(
     model: ModelConfig,
-    snapshot: Snapshot,
     version: VersionConfig,
     group: list[Scored],
     logs: list,
     events: list,
     started: float,
-    client,
+    breaker,
+    state: str,
+    environment: str,
 ) -> None:
     label = str(version.number)
-    breaker = breaker_for(model, version.number, client, events)
-    state = breaker.allow()
     metrics.BREAKER_STATE.labels(model.name, label).set(metrics.BREAKER_VALUES.get(state, 0))
     scores, reason, status = None, "", "ok"
     if state == "open":
@@ -328,6 +391,8 @@ def _score_version(
                 "latency_ms": f"{(time.perf_counter() - started) * 1000:.3f}",
                 "status": "fallback" if fallback and status == "ok" else status,
                 "created_at": str(now),
+                "environment": environment,
+                "embedding": json.dumps(embedding) if (embedding := entry.item.get("embedding")) else "",
             }
         )
 
@@ -351,7 +416,9 @@ def _success(breaker, model, version) -> None:
     metrics.BREAKER_STATE.labels(model.name, str(version.number)).set(0)
 
 
-def _write(client, model_name: str, fresh: list[Scored], logs: list[dict], events: list[tuple]) -> None:
+def _write(
+    client, model_name: str, environment: str, fresh: list[Scored], logs: list[dict], events: list[dict]
+) -> None:
     """One pipelined write: cache the answers, append the logs and events, read the backlog."""
     now = _epoch_ms()
     event_entries = [
@@ -375,7 +442,7 @@ def _write(client, model_name: str, fresh: list[Scored], logs: list[dict], event
     pipe = client.pipeline(transaction=False)
     for entry in fresh:
         pipe.set(
-            RESPONSE_KEY.format(model_name, entry.item["transaction_id"]),
+            _response_key(model_name, environment, entry.item["transaction_id"]),
             json.dumps(entry.answer, separators=(",", ":")),
             ex=ttl,
             nx=True,

@@ -3,7 +3,7 @@
 import json
 import logging
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -19,7 +19,7 @@ from apps.audit.services import audit_record
 from apps.registry.models import RegisteredModel
 from hafnium_portal.errors import Conflict, DomainError
 
-from . import config
+from . import config, partitions
 from .models import (
     SCORING_CLIENT_GROUP,
     BreakerTransition,
@@ -35,18 +35,33 @@ log = logging.getLogger(__name__)
 # --- scoring clients -----------------------------------------------------------------------------
 
 
-def scoring_group() -> Group:
-    """The "Scoring client" group, holding the `serving.score` permission and nothing else."""
-    group, _ = Group.objects.get_or_create(name=SCORING_CLIENT_GROUP)
-    permission = Permission.objects.get(content_type__app_label="serving", codename="score")
-    group.permissions.set([permission])
+# The group of the staging environment's clients; it holds `serving.score_staging` only.
+STAGING_SCORING_CLIENT_GROUP = "Staging scoring client"
+# The client a worker scores the staging environment with (a rollout's staging tests).
+STAGING_TESTS_CLIENT = "staging-tests"
+
+
+def _client_group(name: str, codename: str) -> Group:
+    group, _ = Group.objects.get_or_create(name=name)
+    group.permissions.set([Permission.objects.get(content_type__app_label="serving", codename=codename)])
     return group
 
 
+def scoring_group() -> Group:
+    """The "Scoring client" group, holding the `serving.score` permission and nothing else."""
+    return _client_group(SCORING_CLIENT_GROUP, "score")
+
+
+def staging_scoring_group() -> Group:
+    """The "Staging scoring client" group, holding the `serving.score_staging` permission and nothing else."""
+    return _client_group(STAGING_SCORING_CLIENT_GROUP, "score_staging")
+
+
 @transaction.atomic
-def scoring_client_create(*, actor, name: str) -> tuple[object, str]:
+def scoring_client_create(*, actor, name: str, staging: bool = False) -> tuple[object, str]:
     """A service account allowed to score (and nothing else), with its API token; idempotent by name.
 
+    `staging`: a client of the staging environment (`?environment=staging`) instead of production.
     Returns (user, token key). An existing client keeps its token.
     """
     if not name or len(name) > 150 or "\x00" in name or not name.replace("-", "").replace("_", "").isalnum():
@@ -58,18 +73,31 @@ def scoring_client_create(*, actor, name: str) -> tuple[object, str]:
     created = user is None
     if created:
         user = User.objects.create_user(username=name, email="")  # no password: it cannot sign in
-    user.groups.add(scoring_group())
+    group = staging_scoring_group() if staging else scoring_group()
+    joined = not user.groups.filter(pk=group.pk).exists()
+    user.groups.add(group)
     token, _ = Token.objects.get_or_create(user=user)
-    if created:
-        audit_record(actor=actor, action="serving.client_created", obj=user, after={"name": name})
+    if created or joined:
+        audit_record(
+            actor=actor,
+            action="serving.client_created",
+            obj=user,
+            after={"name": name, "environment": "staging" if staging else "production"},
+        )
     config.bump()
     return user, token.key
+
+
+def staging_client_token() -> str:
+    """The token of the `staging-tests` client (created the first time), for workers scoring staging."""
+    return scoring_client_create(actor=None, name=STAGING_TESTS_CLIENT, staging=True)[1]
 
 
 @transaction.atomic
 def scoring_client_rotate(*, actor, name: str) -> str:
     """A new token for the client; the old one stops working at once (in every process)."""
-    user = get_user_model().objects.filter(username=name, groups__name=SCORING_CLIENT_GROUP).first()
+    groups = [SCORING_CLIENT_GROUP, STAGING_SCORING_CLIENT_GROUP]
+    user = get_user_model().objects.filter(username=name, groups__name__in=groups).distinct().first()
     if user is None:
         raise DomainError(f"No scoring client named {name}.")
     Token.objects.filter(user=user).delete()
@@ -241,7 +269,12 @@ def _embedding(text: str) -> list[float] | None:
 
 
 def logs_write(entries: list[dict]) -> int:
-    """Insert a batch of log entries (multi-row INSERT, ON CONFLICT (request_id) DO NOTHING)."""
+    """Insert a batch of log entries (multi-row INSERT ... ON CONFLICT DO NOTHING: a replayed entry has the
+    same request_id and created_at, so it is not written twice).
+
+    On PostgreSQL, a batch holding a day without a partition creates it and is inserted again
+    (`partitions` says why on demand rather than a default partition).
+    """
     rows = []
     for fields in entries:
         try:
@@ -266,17 +299,47 @@ def logs_write(entries: list[dict]) -> int:
             )
         except (ValueError, TypeError) as exc:  # a malformed entry is skipped, not retried forever
             log.error("dropping a malformed prediction log entry %r: %s", fields, exc)
-    with transaction.atomic():
-        PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    if not rows:
+        return 0
+    try:
+        with transaction.atomic():
+            PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    except IntegrityError as exc:
+        if not (partitions.partitioned() and partitions.is_missing_partition(exc)):
+            raise
+        created = partitions.partitions_ensure({row.created_at.astimezone(UTC).date() for row in rows})
+        log.warning("created prediction log partitions on demand for %s", ", ".join(map(str, created)))
+        with transaction.atomic():
+            PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
     return len(rows)
 
 
-def logs_purge(*, retention_days: int) -> int:
-    if retention_days <= 0:
-        return 0
-    cutoff = timezone.now() - timedelta(days=retention_days)
-    deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+def logs_maintain(*, days_ahead: int, retention_days: int, today: date | None = None) -> dict:
+    """Keep the prediction log's days: on PostgreSQL create the partitions of today and the next
+    `days_ahead` days and drop those of the days wholly older than `retention_days` (a dropped
+    partition, not a DELETE); on SQLite delete the rows older than the retention.
+
+    Safe to run twice or at once (the DDL takes an advisory lock and skips what is done).
+    Returns what it did: {"created": [days], "dropped": [days]} or {"deleted": rows}.
+    """
+    today = today or timezone.now().astimezone(UTC).date()
+    if not partitions.partitioned():
+        deleted = 0
+        if retention_days > 0:
+            cutoff = timezone.now() - timedelta(days=retention_days)
+            deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
+        return {"deleted": deleted}
+    created = partitions.partitions_ensure(today + timedelta(days=ahead) for ahead in range(days_ahead + 1))
+    # A day's partition goes once all of it is older than the retention: rows live retention_days to
+    # retention_days + 1 days.
+    dropped = (
+        partitions.partitions_drop_before(today - timedelta(days=retention_days))
+        if retention_days > 0
+        else []
+    )
+    if created or dropped:
+        log.info("prediction log partitions: created %s, dropped %s", created, dropped)
+    return {"created": created, "dropped": dropped}
 
 
 # --- breaker events and their alerts --------------------------------------------------------------

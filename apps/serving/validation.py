@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 
 MAX_ID_LENGTH = 200
+# An item's optional embedding (logged for monitoring, not a model input): at most this many numbers.
+MAX_EMBEDDING = 256
 # MLflow column types -> how a scoring request sends them.
 NUMBER_TYPES = {"double", "float"}
 INTEGER_TYPES = {"long", "integer"}
@@ -97,19 +99,34 @@ def _value(feature: Feature, value, field: str, errors: dict):
     return float(value)
 
 
-def parse_item(item, features: list[Feature], prefix: str = "") -> dict:
-    """One transaction: {"transaction_id", "entity_id", "features": {...}} checked and typed.
+def _embedding(value, field: str, errors: dict) -> list[float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_EMBEDDING
+        or any(isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) for x in value)
+    ):
+        errors[field] = [f"Must be a list of 1 to {MAX_EMBEDDING} finite numbers."]
+        return None
+    return [float(x) for x in value]
 
-    Returns {"transaction_id", "entity_id", "features"}; raises InvalidRequest naming each bad field.
+
+def parse_item(item, features: list[Feature], prefix: str = "") -> dict:
+    """One transaction: {"transaction_id", "entity_id", "features": {...}, "embedding"?} checked and typed.
+
+    Returns {"transaction_id", "entity_id", "features", "embedding" (None if not given)}; raises
+    InvalidRequest naming each bad field.
     """
     errors: dict[str, list[str]] = {}
     if not isinstance(item, dict):
         raise InvalidRequest({prefix.rstrip(".") or "non_field_errors": ["Must be a JSON object."]})
-    unknown = set(item) - {"transaction_id", "entity_id", "features"}
+    unknown = set(item) - {"transaction_id", "entity_id", "features", "embedding"}
     for key in sorted(unknown):
         errors[f"{prefix}{key}"] = ["Unknown field."]
     transaction_id = _identifier(item.get("transaction_id"), f"{prefix}transaction_id", errors, required=True)
     entity_id = _identifier(item.get("entity_id"), f"{prefix}entity_id", errors, required=False)
+    embedding = _embedding(item.get("embedding"), f"{prefix}embedding", errors)
     given = item.get("features")
     values = {}
     if not isinstance(given, dict):
@@ -127,7 +144,12 @@ def parse_item(item, features: list[Feature], prefix: str = "") -> dict:
             values[feature.name] = _value(feature, given[feature.name], field, errors)
     if errors:
         raise InvalidRequest(errors)
-    return {"transaction_id": transaction_id, "entity_id": entity_id, "features": values}
+    return {
+        "transaction_id": transaction_id,
+        "entity_id": entity_id,
+        "features": values,
+        "embedding": embedding,
+    }
 
 
 def parse_batch(body, features_for, max_items: int) -> tuple[list[dict], bool]:

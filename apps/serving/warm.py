@@ -12,7 +12,7 @@ warmed = threading.Event()
 
 
 def warm() -> int:
-    """Load the Production version (and any routed version) of every model; returns how many."""
+    """Load the Production version and the routed ones (production, staging) of every model; how many."""
     from . import config, hotpath, router
     from .scorers import pool
 
@@ -27,10 +27,11 @@ def warm() -> int:
     for model in snapshot.models.values():
         numbers = {model.production} if model.production is not None else set()
         if client is not None:
-            try:
-                numbers |= set(router.parse_table(client.hgetall(hotpath.ROUTES_KEY.format(model.name))))
-            except Exception as exc:
-                log.warning("no routing table for %s: %s", model.name, exc)
+            for key in (hotpath.ROUTES_KEY, hotpath.STAGING_ROUTES_KEY):
+                try:
+                    numbers |= set(router.parse_table(client.hgetall(key.format(model.name))))
+                except Exception as exc:
+                    log.warning("no routing table for %s: %s", model.name, exc)
         for number in numbers & set(model.versions):
             futures.append(pool.warm(model.name, model.versions[number]))
             started += 1

@@ -24,6 +24,13 @@ NUMERIC_FEATURES = [
 CATEGORICAL_FEATURES = ["merchant_category", "channel"]
 FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 
+# The merchant's embedding (16 numbers, as a merchant-similarity model would give): logged with each
+# transaction for drift monitoring (apps/monitoring), never a model input; one column per dimension so
+# that the frame stays flat (Parquet, hashing, equality).
+EMBEDDING = "merchant_embedding"
+EMBEDDING_DIM = 16
+EMBEDDING_COLUMNS = [f"{EMBEDDING}_{i:02d}" for i in range(EMBEDDING_DIM)]
+
 COLUMNS = [
     "transaction_id",
     "customer_id",
@@ -39,6 +46,7 @@ COLUMNS = [
     "txn_count_1h",
     "txn_count_24h",
     "amount_vs_customer_avg",
+    *EMBEDDING_COLUMNS,
     LABEL,
 ]
 
@@ -117,6 +125,18 @@ ABROAD_BY_CHANNEL = np.array([0.02, 0.10, 0.04, 0.05])
 ABROAD_TRAVEL_EXTRA = 0.30
 TRAVEL = MERCHANT_CATEGORIES.index("travel")
 
+# Merchants per category, their popularity (Zipf-like) and their embeddings: a category's prototype
+# plus the merchant's own offset, drawn once from a fixed seed so every dataset and the simulator's
+# traffic share the same merchants.
+MERCHANTS_PER_CATEGORY = 40
+MERCHANT_POPULARITY = 1.0 / np.arange(1, MERCHANTS_PER_CATEGORY + 1)
+_EMBEDDING_RNG = np.random.default_rng(20261203)
+MERCHANT_VECTORS = np.round(
+    _EMBEDDING_RNG.normal(0.0, 1.0, (len(MERCHANT_CATEGORIES), 1, EMBEDDING_DIM))
+    + _EMBEDDING_RNG.normal(0.0, 0.35, (len(MERCHANT_CATEGORIES), MERCHANTS_PER_CATEGORY, EMBEDDING_DIM)),
+    4,
+)
+
 
 @dataclass(frozen=True)
 class Shift:
@@ -170,7 +190,9 @@ def generate_transactions(
     The same arguments give the same frame, byte for byte. `shift` is a Shift, a severity in [0, 1]
     (see Shift.of_severity) or None for the reference distribution; the random draws do not depend on
     it, so the same seed with and without a shift describes the same customers and sessions.
-    `customers` defaults to about one transaction per customer per day.
+    `customers` defaults to about one transaction per customer per day. Each row also carries its
+    merchant's embedding (EMBEDDING_COLUMNS: a merchant drawn by popularity within the row's category);
+    the merchant mix of a shift moves it too.
     """
     rows, days, customers, start_ts, shift = _validated(rows, seed, start, days, fraud_rate, shift, customers)
     rng = np.random.default_rng(seed)
@@ -221,6 +243,7 @@ def generate_transactions(
     risky_ip = rng.beta(4.0, 3.0, rows)
     latent_noise = rng.normal(0.0, LATENT_NOISE_SD, rows)
     u_fraud = rng.random(rows)
+    u_merchant = rng.random(rows)  # drawn last: the columns before the embedding did not change with it
 
     category = _choose(u_category, shift.merchant_weights)
     channel = (u_channel[:, None] > np.cumsum(CHANNEL_GIVEN_CATEGORY, axis=1)[category, :-1]).sum(axis=1)
@@ -260,6 +283,9 @@ def generate_transactions(
     intercept = _calibrated_intercept(risk, fraud_rate)
     is_fraud = u_fraud < _sigmoid(intercept + risk)
 
+    merchant = _choose(u_merchant, MERCHANT_POPULARITY)
+    embedding = MERCHANT_VECTORS[category, merchant]
+
     order = np.lexsort((customer, second))
     event_ns = start_ts.value + second[order] * 1_000_000_000
     return pd.DataFrame(
@@ -278,10 +304,62 @@ def generate_transactions(
             "txn_count_1h": txn_count_1h[order].astype(np.int32),
             "txn_count_24h": txn_count_24h[order].astype(np.int32),
             "amount_vs_customer_avg": amount_vs_customer_avg[order],
+            **{name: embedding[order, i] for i, name in enumerate(EMBEDDING_COLUMNS)},
             LABEL: is_fraud[order].astype(np.int8),
         },
         columns=COLUMNS,
     )
+
+
+# The direction an injected embedding drift moves every row (a fixed unit vector), and how far at severity 1.
+EMBEDDING_DRIFT_DIRECTION = _EMBEDDING_RNG.normal(0.0, 1.0, EMBEDDING_DIM)
+EMBEDDING_DRIFT_DIRECTION /= np.linalg.norm(EMBEDDING_DRIFT_DIRECTION)
+EMBEDDING_DRIFT_DISTANCE = 3.0
+DRIFTABLE = [*FEATURES, EMBEDDING]
+
+
+def inject_drift(frame: pd.DataFrame, names, severity: float, *, seed: int = 0) -> pd.DataFrame:
+    """A copy of `frame` with drift of `severity` (0..1) in the named columns only, the others untouched.
+
+    Unlike a Shift (a coherent change of the world, which moves several features at once), this moves
+    exactly the columns named, so a test knows which features a drift run must flag:
+    a numeric column moves up by severity x its standard deviation (rounded for integer columns); a 0/1
+    flag turns on for a share severity / 2 of the rows; a categorical column takes its rarest category
+    in a share severity / 2 of the rows; EMBEDDING moves every row by severity x
+    EMBEDDING_DRIFT_DISTANCE along EMBEDDING_DRIFT_DIRECTION.
+    """
+    unknown = [name for name in names if name not in DRIFTABLE]
+    if unknown:
+        raise ValueError(f"cannot drift {', '.join(unknown)}: choose among {', '.join(DRIFTABLE)}")
+    if not 0.0 <= severity <= 1.0:
+        raise ValueError(f"drift severity must be in [0, 1], got {severity!r}")
+    rng = np.random.default_rng(seed)
+    result = frame.copy()
+    for name in names:
+        if name == EMBEDDING:
+            moved = embedding_of(frame) + severity * EMBEDDING_DRIFT_DISTANCE * EMBEDDING_DRIFT_DIRECTION
+            for i, column in enumerate(EMBEDDING_COLUMNS):
+                result[column] = np.round(moved[:, i], 4)
+        elif name in CATEGORICAL_FEATURES:
+            column = frame[name]
+            rarest = column.value_counts().sort_values(kind="stable").index[0]
+            chosen = rng.random(len(frame)) < severity / 2
+            result[name] = column.where(~chosen, rarest)
+        elif set(np.unique(frame[name])) <= {0, 1}:
+            chosen = rng.random(len(frame)) < severity / 2
+            result[name] = np.where(chosen, 1, frame[name]).astype(frame[name].dtype)
+        else:
+            values = frame[name].to_numpy()
+            moved = values + severity * float(values.std())
+            if np.issubdtype(values.dtype, np.integer):
+                moved = np.round(moved)
+            result[name] = moved.astype(values.dtype)
+    return result
+
+
+def embedding_of(frame: pd.DataFrame) -> np.ndarray:
+    """The merchant embedding of each row, as a (rows x EMBEDDING_DIM) float array."""
+    return frame[EMBEDDING_COLUMNS].to_numpy(dtype=float)
 
 
 def _validated(rows, seed, start, days, fraud_rate, shift, customers):

@@ -30,12 +30,24 @@ def test_healthz_is_200_when_every_part_is_up(client, all_up):
     assert body["checks"]["worker"]["hostname"] == "worker@test"
 
 
-def test_healthz_names_redis_and_worker_when_redis_is_down(client, all_up, settings):
+def test_healthz_is_degraded_not_unavailable_when_redis_is_down(client, all_up, settings):
     settings.REDIS_URL = f"redis://127.0.0.1:{embedded_redis.free_port()}/0"
     response = client.get("/healthz")
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "degraded"
+    assert body["reason"].startswith("Redis is down")
+    assert body["down"] == ["redis", "worker"]
+    assert "ConnectionError" in body["checks"]["redis"]["error"]
+
+
+def test_healthz_is_unavailable_when_redis_and_another_part_are_down(client, all_up, settings, tmp_path):
+    settings.REDIS_URL = f"redis://127.0.0.1:{embedded_redis.free_port()}/0"
+    settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'absent.sqlite3'}"
+    response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json()["down"] == ["redis", "worker"]
-    assert "ConnectionError" in response.json()["checks"]["redis"]["error"]
+    assert response.json()["status"] == "unavailable"
+    assert response.json()["down"] == ["redis", "mlflow", "worker"]
 
 
 def test_healthz_names_a_stale_worker(client, all_up, settings):

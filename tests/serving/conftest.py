@@ -12,9 +12,11 @@ from apps.registry import gateway
 from apps.registry.models import ModelVersion, Stage
 from apps.registry.services import model_ensure, version_mirror
 from apps.serving import config, hotpath, scorers
+from apps.serving.compile import scorer_compile
 from apps.serving.models import ServingPolicy
 from apps.serving.services import scoring_client_create
 from apps.training import pipeline, synthetic
+from apps.training.services import synthetic_dataset_create
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class TrainedModel:
     model_uri: str
     signature: dict
     rows: list[dict]  # feature rows a client may send, typed as JSON would carry them
+    params: dict
 
 
 def json_row(row: dict) -> dict:
@@ -37,17 +40,27 @@ def json_row(row: dict) -> dict:
     return values
 
 
+ROWS, SEED = 4_000, 11
+
+
+def _mlflow_settings(folder):
+    return override_settings(
+        MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.sqlite3'}",
+        MLFLOW_ARTIFACT_ROOT=(folder / "artifacts").as_uri(),
+    )
+
+
 @pytest.fixture(scope="session")
-def trained_model(_mlflow_folder) -> TrainedModel:
-    """Trained on 4,000 synthetic rows and logged to the session's MLflow store (once per run)."""
-    frame = synthetic.generate_transactions(4_000, seed=11)
-    with override_settings(
-        MLFLOW_TRACKING_URI=f"sqlite:///{_mlflow_folder / 'mlflow.sqlite3'}",
-        MLFLOW_ARTIFACT_ROOT=(_mlflow_folder / "artifacts").as_uri(),
-    ):
-        result = pipeline.train(frame, seed=11, min_auc=0.5, bootstrap=10)
+def _training():
+    frame = synthetic.generate_transactions(ROWS, seed=SEED)
+    return frame, pipeline.train(frame, seed=SEED, min_auc=0.5, bootstrap=10)
+
+
+def _logged(folder, training, run_name: str) -> TrainedModel:
+    frame, result = training
+    with _mlflow_settings(folder):
         logged = gateway.log_training(
-            run_name="serving-tests",
+            run_name=run_name,
             pipeline=result.pipeline,
             input_example=result.input_example,
             params=result.params,
@@ -58,7 +71,20 @@ def trained_model(_mlflow_folder) -> TrainedModel:
         )
         signature = gateway.model_signature(logged.model_uri)
     rows = [json_row(row) for row in frame[synthetic.FEATURES].head(200).to_dict("records")]
-    return TrainedModel("trained", logged.run_id, logged.model_uri, signature, rows)
+    return TrainedModel("trained", logged.run_id, logged.model_uri, signature, rows, dict(result.params))
+
+
+@pytest.fixture(scope="session")
+def trained_model(_mlflow_folder, _training) -> TrainedModel:
+    """Trained on 4,000 synthetic rows and logged to the session's MLflow store (once per run); the
+    `serving` fixture compiles its fast scorer the first time it serves it."""
+    return _logged(_mlflow_folder, _training, "serving-tests")
+
+
+@pytest.fixture(scope="session")
+def pyfunc_model(_mlflow_folder, _training) -> TrainedModel:
+    """The same model logged to a run of its own that is never compiled: served by the logged model."""
+    return _logged(_mlflow_folder, _training, "serving-tests-pyfunc")
 
 
 def config_refresh() -> None:
@@ -82,21 +108,32 @@ def serving_reset() -> None:
 
 
 @pytest.fixture
-def serving(mlflow_store, trained_model, unique_name, team, settings):
-    """A model named `unique_name` whose v1 (the trained model) is in Production, and a scoring client."""
+def serving(mlflow_store, trained_model, unique_name, team, settings, request):
+    """A model named `unique_name` whose v1 (the trained model) is in Production, and a scoring client.
+
+    v1 is served by its compiled scorer (compiled and parity-checked on the holdout of its dataset, as
+    at registration); a test marked `pyfunc` gets a version whose run has none: the logged model serves.
+    """
     settings.SERVING_LOAD_WAIT = 60.0  # the first load imports MLflow: seconds, not the tests' business
+    pyfunc = request.node.get_closest_marker("pyfunc") is not None
+    trained = request.getfixturevalue("pyfunc_model") if pyfunc else trained_model
     model = model_ensure(name=unique_name, team=team)
     remote = gateway.RemoteVersion(
         name=unique_name,
         version=1,
-        run_id=trained_model.run_id,
-        source=trained_model.model_uri,
+        run_id=trained.run_id,
+        source=trained.model_uri,
         user_id="",
         description="",
         registered_at=timezone.now(),
     )
-    version, _ = version_mirror(model=model, remote=remote, signature=trained_model.signature)
+    dataset = synthetic_dataset_create(actor=None, rows=ROWS, seed=SEED)
+    version, _ = version_mirror(
+        model=model, remote=remote, signature=trained.signature, dataset=dataset, params=trained.params
+    )
     ModelVersion.objects.filter(pk=version.pk).update(stage=Stage.PRODUCTION)
+    if not pyfunc:
+        assert scorer_compile(version=version)["passed"], "the fixture's model compiles and passes parity"
     # A shared, busy test machine makes some calls slow: over the default 100 ms budget they would
     # count as failures and open the breaker. The budget has its own test.
     ServingPolicy.objects.create(model=model, version=1, latency_budget_ms=60_000)
@@ -105,10 +142,10 @@ def serving(mlflow_store, trained_model, unique_name, team, settings):
     yield Served(
         model=model,
         token=token,
-        rows=trained_model.rows,
-        run_id=trained_model.run_id,
-        model_uri=trained_model.model_uri,
-        signature=trained_model.signature,
+        rows=trained.rows,
+        run_id=trained.run_id,
+        model_uri=trained.model_uri,
+        signature=trained.signature,
     )
     serving_reset()
 
@@ -175,3 +212,4 @@ def _fresh_scorers():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "workers(n): gunicorn workers of the inference_server fixture")
+    config.addinivalue_line("markers", "pyfunc: the serving fixture's version has no compiled scorer")

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from apps.audit.models import AuditEvent
-from apps.serving import hotpath
+from apps.serving import config, hotpath, runtime, scorers
 from apps.serving.models import FallbackRule, Feedback
 from apps.serving.services import policy_publish, rule_save
 
@@ -30,6 +30,28 @@ def test_one_transaction_is_scored_by_the_production_version(serving, scoring_cl
     assert 0.0 <= answer["score"] <= 1.0
     assert answer["decision"] in ("approve", "review", "decline")
     assert answer["fallback"] is False
+
+
+def served_by(serving, number: int = 1):
+    """The scorer this process serves the version with."""
+    return scorers.pool.get(serving.name, config.peek().models[serving.name].versions[number])
+
+
+def test_scoring_goes_through_the_compiled_scorer(serving, scoring_client):
+    answer = scoring_client(serving.item(0)).json()
+    scorer = served_by(serving)
+
+    assert isinstance(scorer, runtime.CompiledScorer)
+    assert answer["score"] == pytest.approx(scorer.predict_proba([serving.item(0)["features"]])[0], abs=1e-12)
+
+
+@pytest.mark.pyfunc
+def test_a_version_without_a_compiled_scorer_is_served_by_the_logged_model(serving, scoring_client):
+    answer = scoring_client(serving.item(0)).json()
+
+    assert isinstance(served_by(serving), runtime.PyfuncScorer)
+    assert answer["fallback"] is False
+    assert 0.0 <= answer["score"] <= 1.0
 
 
 def test_a_batch_is_answered_in_order_with_the_scores_of_single_requests(serving, scoring_client):

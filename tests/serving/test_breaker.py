@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from apps.serving.breaker import Breaker, breaker_key
+from apps.serving.breaker import Breaker, breaker_key, queue_state_read
 from hafnium_portal.embedded_redis import free_port
 
 
@@ -244,3 +244,43 @@ def test_redis_killed_and_restarted_the_breaker_goes_local_then_shared_again(key
     finally:
         server.kill()
         server.wait(10)
+
+
+def _pipelined_read(client, key):
+    """What the hot path does: the breaker's state and Redis' clock in one pipeline."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    queue_state_read(pipe, key)
+    (seconds, micros), fields = pipe.execute()
+    return fields, int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_allow_read_from_a_pipelined_read_keeps_the_breakers_rules(key):
+    client = _client()
+    breaker = Breaker(client, key, failures=2, reset_after=0.2, on_transition=Transitions())
+    other = Breaker(_client(), key, failures=2, reset_after=0.2)
+    assert breaker.allow_read(*_pipelined_read(client, key)) == "closed"
+    assert breaker.record_success() is False
+    breaker.record_failure()
+    assert breaker.allow_read(*_pipelined_read(client, key)) == "closed"
+    assert breaker.record_failure() is True
+    assert breaker.allow_read(*_pipelined_read(client, key)) == "open"
+
+    _poll(lambda: breaker.state() == "half_open")
+    # Two callers read the same due state; the lease gives the probe to one of them only.
+    first, second = _pipelined_read(client, key), _pipelined_read(client, key)
+    assert sorted([breaker.allow_read(*first), other.allow_read(*second)]) == ["open", "probe"]
+    prober = breaker if breaker._thread.token else other
+    assert prober.record_success() is True
+    assert breaker.allow_read(*_pipelined_read(client, key)) == "closed"
+
+
+def test_allow_read_without_a_read_is_allow_and_goes_local_when_redis_is_down(key):
+    dead = redis.Redis(port=free_port(), socket_timeout=0.5, socket_connect_timeout=0.5)
+    clock = FakeClock()
+    breaker = Breaker(dead, key, failures=1, reset_after=30, clock=clock)
+    assert breaker.allow_read(None, None) == "closed"
+    assert breaker.record_failure() is True
+    assert breaker.allow_read([b"closed", b"0", None], 0) == "open", "Redis failed: the process's own state"
+    clock.now += 30
+    assert breaker.allow_read(None, None) == "probe"

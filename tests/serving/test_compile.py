@@ -172,6 +172,73 @@ def test_compile_scorer_task_runs_in_a_worker_process(mlflow_store, unique_name,
     assert "fast_scorer/parity.json" in _artifacts(version.run_id)
 
 
+def test_registering_a_version_compiles_its_fast_scorer_and_scoring_uses_it(
+    mlflow_store, unique_name, data_scientist, celery_eager, django_capture_on_commit_callbacks, client
+):
+    from apps.registry.models import Stage
+    from apps.serving import config, hotpath, scorers
+    from apps.serving.services import scoring_client_create
+
+    from .conftest import serving_reset
+
+    with django_capture_on_commit_callbacks(execute=True):
+        version = _train(unique_name, data_scientist)  # training registers it: version_register
+
+    assert "fast_scorer/parity.json" in _artifacts(version.run_id)
+    event = AuditEvent.objects.get(action="serving.scorer_compiled", object_id=str(version.pk))
+    assert event.after["passed"] is True
+
+    ModelVersion.objects.filter(pk=version.pk).update(stage=Stage.PRODUCTION)
+    _, token = scoring_client_create(actor=None, name="java-backend")
+    serving_reset()
+    row = _holdout_rows(version, 1)[0][0]
+    response = client.post(
+        f"/api/v1/models/{unique_name}/score",
+        data=json.dumps({"transaction_id": "t-1", "features": row}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {token}",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["fallback"] is False
+    served = scorers.pool.get(unique_name, config.peek().models[unique_name].versions[version.version])
+    assert isinstance(served, runtime.CompiledScorer)
+    serving_reset()
+    hotpath.reset_redis()
+
+
+def test_registering_a_run_again_sends_the_signal_and_compiles_a_missing_scorer(
+    version, celery_eager, django_capture_on_commit_callbacks
+):
+    from apps.registry.services import version_register
+    from apps.registry.signals import version_registered
+
+    received = []
+    version_registered.connect(lambda sender, **kwargs: received.append(kwargs), weak=False,
+                               dispatch_uid="test-received")  # fmt: skip
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            again = version_register(actor=None, model_name=version.model.name, run_id=version.run_id)
+    finally:
+        version_registered.disconnect(dispatch_uid="test-received")
+
+    assert again.created is False
+    assert received == [{"signal": version_registered, "version": again.version, "created": False}]
+    assert AuditEvent.objects.filter(action="serving.scorer_compiled", object_id=str(version.pk)).count() == 1
+
+
+def test_the_sweep_compiles_a_servable_version_whose_compilation_was_lost(version, celery_eager):
+    from apps.registry.models import Stage
+
+    ModelVersion.objects.filter(pk=version.pk).update(stage=Stage.CANDIDATE)
+    assert scorer_compilation.versions_to_compile() == [version.pk]
+
+    assert tasks.compile_missing_scorers() == 1
+
+    assert "fast_scorer/parity.json" in _artifacts(version.run_id)
+    assert scorer_compilation.versions_to_compile() == []
+    assert tasks.compile_missing_scorers() == 0
+
+
 # --- the per-process cache -------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -93,7 +94,9 @@ def test_plays_the_backend_with_valid_transactions_and_summarises(server, token_
     assert paths == {"/api/v1/models/fraud-scorer/score"}
     _, headers, body = server.received[0]
     assert headers["Content-Type"] == "application/json"
-    assert set(body) == {"transaction_id", "entity_id", "features"}
+    assert set(body) == {"transaction_id", "entity_id", "features", "embedding"}
+    assert len(body["embedding"]) == 16
+    assert all(isinstance(v, float) for v in body["embedding"])
     assert list(body["features"]) == FEATURES
     assert isinstance(body["features"]["hour"], int)
     assert isinstance(body["features"]["merchant_category"], str)
@@ -169,3 +172,48 @@ def test_ipv6_loopback_is_loopback_and_remote_needs_allow_remote(token_file, cap
     )
     assert summary["sent"] == 1
     assert summary["errors"] == 1
+
+
+def test_drift_features_drift_exactly_the_named_features(server, token_file, capsys):
+    from apps.monitoring import drift
+
+    def features_sent(**options):
+        server.received.clear()
+        _simulate(capsys, rps=1000, duration=1, url=server.url, token_file=str(token_file), **options)
+        bodies = [body for _, _, body in server.received]
+        columns = {name: [body["features"][name] for body in bodies] for name in FEATURES}
+        return columns, [body["embedding"] for body in bodies]
+
+    reference, reference_embedding = features_sent(seed=1)
+    current, current_embedding = features_sent(seed=2, drift=1.0, drift_features="amount,ip_risk_score")
+
+    results = drift.compare_table(
+        {name: np.asarray(values) for name, values in reference.items()},
+        {name: np.asarray(values) for name, values in current.items()},
+    )
+    assert sorted(name for name, result in results.items() if result.verdict == drift.DRIFT) == [
+        "amount",
+        "ip_risk_score",
+    ]
+    embedding = drift.compare_embedding(np.asarray(reference_embedding), np.asarray(current_embedding))
+    assert embedding.verdict != drift.DRIFT
+    _, moved = features_sent(seed=2, drift=1.0, drift_features="merchant_embedding")
+    assert drift.compare_embedding(np.asarray(reference_embedding), np.asarray(moved)).verdict == drift.DRIFT
+
+
+def test_no_embedding_leaves_it_out(server, token_file, capsys):
+    _simulate(capsys, rps=10, duration=1, no_embedding=True, url=server.url, token_file=str(token_file))
+    assert all("embedding" not in body for _, _, body in server.received)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"drift_features": "amount,wingspan", "drift": 1.0}, "no feature wingspan"),
+        ({"drift_features": "amount"}, "--drift-features needs --drift"),
+    ],
+)
+def test_drift_features_are_checked(token_file, options, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("simulate_traffic", model="fraud-scorer", rps=1, duration=1, token_file=str(token_file),
+                     **options)  # fmt: skip

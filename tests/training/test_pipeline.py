@@ -67,6 +67,14 @@ def as_strings(frame):
     return frame.astype({name: object for name in CATEGORICAL_FEATURES})
 
 
+def test_the_merchant_embedding_is_logged_data_not_a_model_input(result, transactions):
+    from apps.training.synthetic import EMBEDDING_COLUMNS
+
+    assert set(EMBEDDING_COLUMNS) <= set(transactions.columns)
+    assert list(result.pipeline.feature_names_in_) == FEATURES
+    assert not set(EMBEDDING_COLUMNS) & set(result.profile["features"])
+
+
 def test_trained_model_separates_fraud_on_the_holdout(result):
     assert result.metrics["roc_auc"] > 0.8
     assert result.gate_passed

@@ -14,6 +14,8 @@ from sklearn.model_selection import train_test_split
 from apps.training.synthetic import (
     CATEGORICAL_FEATURES,
     COLUMNS,
+    EMBEDDING_COLUMNS,
+    EMBEDDING_DIM,
     FEATURES,
     LABEL,
     MERCHANT_CATEGORIES,
@@ -58,7 +60,13 @@ def test_frame_has_the_documented_columns_and_dtypes():
     frame = generate_transactions(1_000, seed=3)
     assert list(frame.columns) == COLUMNS
     assert FEATURES == NUMERIC_FEATURES + CATEGORICAL_FEATURES
-    assert set(FEATURES) | {LABEL, "transaction_id", "customer_id", "event_time"} == set(COLUMNS)
+    assert set(FEATURES) | set(EMBEDDING_COLUMNS) | {
+        LABEL,
+        "transaction_id",
+        "customer_id",
+        "event_time",
+    } == set(COLUMNS)
+    assert len(EMBEDDING_COLUMNS) == EMBEDDING_DIM == 16
     assert str(frame["event_time"].dtype) == "datetime64[ns, UTC]"
     for column in NUMERIC_FEATURES:
         assert pd.api.types.is_numeric_dtype(frame[column]), column
@@ -251,3 +259,21 @@ def test_invalid_shift_raises_value_error(arguments, message):
 def test_the_generator_imports_no_django():
     code = "import sys, apps.training.synthetic; sys.exit('django' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
+
+
+def test_merchant_embedding_follows_the_merchant_mix_and_leaves_the_other_columns_unchanged():
+    from apps.training.synthetic import MERCHANT_VECTORS, embedding_of
+
+    frame = generate_transactions(20_000, seed=6)
+    shifted = generate_transactions(20_000, seed=6, shift=Shift(merchant_mix=1.0))
+    vectors = embedding_of(frame)
+    assert vectors.shape == (20_000, EMBEDDING_DIM)
+    # every row's embedding is one of its own category's merchants
+    category = frame["merchant_category"].cat.codes.to_numpy()
+    known = MERCHANT_VECTORS[category]  # rows x merchants x dims
+    assert (np.abs(known - vectors[:, None, :]).max(axis=2) == 0).any(axis=1).all()
+    # the merchant mix moves the embedding's centroid; a period without shift keeps it
+    again = embedding_of(generate_transactions(20_000, seed=7))
+    assert np.linalg.norm(embedding_of(shifted).mean(0) - vectors.mean(0)) > 3 * np.linalg.norm(
+        again.mean(0) - vectors.mean(0)
+    )

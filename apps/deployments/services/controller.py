@@ -38,7 +38,7 @@ FINISHING = frozenset(
 LOG_LAG = timedelta(seconds=1)
 # A staging-test run has this long to record its results before the controller enqueues another.
 STAGING_TESTS_LEASE = timedelta(minutes=5)
-STAGING_TESTS_RETRY = timedelta(seconds=10)
+STAGING_TESTS_RETRY = timedelta(seconds=5)
 STAGING_TEST_COUNT = len(StagingTestResult.Test.values)
 
 

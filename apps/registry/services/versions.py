@@ -11,6 +11,7 @@ from hafnium_portal.errors import Conflict, DomainError
 
 from .. import gateway, permissions, selectors
 from ..models import ALIAS_OF_STAGE, TRANSITIONS, ModelVersion, RegisteredModel, Stage, StageTransition
+from ..signals import version_registered
 from .sync import run_details, version_mirror
 from .teams import TEAM_TAG, model_ensure
 
@@ -79,6 +80,7 @@ def version_register(
     if same_model:
         existing = selectors.version_of(model_name, same_model[0])
         if existing is not None:
+            _announce(existing, created=False)
             return Registration(version=existing, created=False)
     if elsewhere and not reason.strip():
         raise Conflict(
@@ -114,7 +116,15 @@ def version_register(
                 "reason": reason.strip(),
             },
         )
+        _announce(version, created=created)
     return Registration(version=version, created=created)
+
+
+def _announce(version: ModelVersion, *, created: bool) -> None:
+    """`version_registered` once the registration is committed (listeners enqueue work on it)."""
+    transaction.on_commit(
+        lambda: version_registered.send(sender=ModelVersion, version=version, created=created)
+    )
 
 
 def _team_for_new_model(actor, run_team: str) -> Team | None:

@@ -15,10 +15,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rotate", action="store_true", help="replace the token (the old one stops working)"
         )
+        parser.add_argument(
+            "--staging",
+            action="store_true",
+            help="a client of the staging environment (?environment=staging) instead of production",
+        )
 
-    def handle(self, *args, name, rotate, **options):
+    def handle(self, *args, name, rotate, staging, **options):
         try:
-            _, key = scoring_client_create(actor=None, name=name)
+            _, key = scoring_client_create(actor=None, name=name, staging=staging)
             if rotate:
                 key = scoring_client_rotate(actor=None, name=name)
         except DomainError as exc:

@@ -3,9 +3,12 @@
 Open loop: request i leaves at start + i / rps whatever the answers before it, as card transactions do,
 and its latency counts from that scheduled time (a slow server is not hidden by sending less). The
 transactions come from the synthetic generator (apps/training/synthetic.py), optionally shifted
-(`--drift`, 0..1); `--fail-rate` sends that share of requests with a bad feature (one missing, or a string
-for a number) that the service must refuse with a 4xx. Bounded: at most MAX_REQUESTS requests and
-MAX_DURATION seconds, and only to a loopback address unless --allow-remote.
+(`--drift`, 0..1: the whole world shifts, as `synthetic.Shift.of_severity`), or drifted in named features
+only (`--drift-features amount,ip_risk_score --drift 1`, see `synthetic.inject_drift`; "merchant_embedding"
+drifts the embedding). Each item carries its merchant embedding (`"embedding"`, 16 numbers; logged, not
+a model input) unless `--no-embedding`. `--fail-rate` sends that share of requests with a bad feature
+(one missing, or a string for a number) that the service must refuse with a 4xx. Bounded: at most
+MAX_REQUESTS requests and MAX_DURATION seconds, and only to a loopback address unless --allow-remote.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from django.core.management.base import BaseCommand, CommandError
 MAX_RPS = 2_000
 MAX_DURATION = 3_600
 MAX_REQUESTS = 200_000
+# The transactions are a random sample of a period at least this large, so that a short run holds many
+# customers (as production does), not a few customers' whole histories: customer-level features such
+# as the account's age would otherwise look drifted in a small window.
+POOL_ROWS = 40_000
 
 
 @dataclass
@@ -80,12 +87,32 @@ def is_loopback(host: str) -> bool:
 
 
 def build_requests(
-    count: int, *, seed: int, drift: float, fail_rate: float, run: str
+    count: int,
+    *,
+    seed: int,
+    drift: float,
+    fail_rate: float,
+    run: str,
+    drift_features: list[str] | None = None,
+    embedding: bool = True,
 ) -> list[tuple[bytes, bool]]:
     """(JSON body, deliberately bad?) of each request, in sending order."""
-    from apps.training.synthetic import CATEGORICAL_FEATURES, FEATURES, generate_transactions
+    from apps.training.synthetic import (
+        CATEGORICAL_FEATURES,
+        FEATURES,
+        embedding_of,
+        generate_transactions,
+        inject_drift,
+    )
 
-    frame = generate_transactions(count, seed=seed, shift=drift or None)
+    pool = max(count, POOL_ROWS)
+    frame = generate_transactions(pool, seed=seed, shift=None if drift_features else (drift or None))
+    if pool > count:
+        picked = np.sort(np.random.default_rng(seed + 2).choice(pool, size=count, replace=False))
+        frame = frame.iloc[picked].reset_index(drop=True)
+    if drift_features:
+        frame = inject_drift(frame, drift_features, drift, seed=seed + 3)
+    vectors = embedding_of(frame).tolist() if embedding else None
     rng = np.random.default_rng(seed + 1)
     bad = rng.random(count) < fail_rate
     spoil = rng.integers(0, 2, count)
@@ -102,6 +129,8 @@ def build_requests(
             else:
                 features["amount"] = "a lot"
         body = {"transaction_id": f"sim-{run}-{i}", "entity_id": f"c-{customers[i]}", "features": features}
+        if vectors is not None:
+            body["embedding"] = vectors[i]
         bodies.append((json.dumps(body).encode(), bool(bad[i])))
     return bodies
 
@@ -118,6 +147,14 @@ class Command(BaseCommand):
             "--drift", type=float, default=0.0, help="shift severity of the transactions, 0..1"
         )
         parser.add_argument(
+            "--drift-features",
+            default="",
+            help="comma-separated features (or merchant_embedding) to drift by --drift, the others untouched",
+        )
+        parser.add_argument(
+            "--no-embedding", action="store_true", help="send no merchant embedding with the transactions"
+        )
+        parser.add_argument(
             "--url", default=f"http://127.0.0.1:{os.environ.get('HAFNIUM_INFERENCE_PORT', '8001')}"
         )
         parser.add_argument("--token-file", default=str(Path(settings.VAR_DIR) / "scoring-token.txt"))
@@ -130,14 +167,21 @@ class Command(BaseCommand):
         parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
 
     def handle(self, *args, **options):
-        count, target, token = self._validated(options)
+        count, target, token, drift_features = self._validated(options)
         run = uuid.uuid4().hex[:8]
         self.stdout.write(
             f"Preparing {count} transactions for {options['model']} at {options['rps']:g} rps for "
-            f"{options['duration']:g} s (fail rate {options['fail_rate']:g}, drift {options['drift']:g})..."
+            f"{options['duration']:g} s (fail rate {options['fail_rate']:g}, drift {options['drift']:g}"
+            f"{' on ' + ', '.join(drift_features) if drift_features else ''})..."
         )
         bodies = build_requests(
-            count, seed=options["seed"], drift=options["drift"], fail_rate=options["fail_rate"], run=run
+            count,
+            seed=options["seed"],
+            drift=options["drift"],
+            fail_rate=options["fail_rate"],
+            run=run,
+            drift_features=drift_features,
+            embedding=not options["no_embedding"],
         )
         outcome = self._play(bodies, target, token, options)
         summary = outcome.summary()
@@ -166,6 +210,16 @@ class Command(BaseCommand):
         for name in ("fail_rate", "drift"):
             if not 0.0 <= options[name] <= 1.0:
                 raise CommandError(f"--{name.replace('_', '-')} must be in [0, 1], got {options[name]:g}")
+        drift_features = [name.strip() for name in options["drift_features"].split(",") if name.strip()]
+        from apps.training.synthetic import DRIFTABLE
+
+        unknown = [name for name in drift_features if name not in DRIFTABLE]
+        if unknown:
+            raise CommandError(
+                f"--drift-features: no feature {', '.join(unknown)}; choose among {', '.join(DRIFTABLE)}"
+            )
+        if drift_features and not options["drift"]:
+            raise CommandError("--drift-features needs --drift (the severity, 0..1)")
         if options["concurrency"] < 1 or options["timeout"] <= 0:
             raise CommandError("--concurrency must be >= 1 and --timeout > 0")
         url = urlsplit(options["url"])
@@ -186,7 +240,7 @@ class Command(BaseCommand):
         if not token:
             raise CommandError("the scoring token is empty")
         target = (url, f"{url.path.rstrip('/')}/api/v1/models/{quote(options['model'], safe='')}/score")
-        return count, target, token
+        return count, target, token, drift_features
 
     def _play(self, bodies, target, token, options) -> Outcome:
         url, path = target
