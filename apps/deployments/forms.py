@@ -4,6 +4,7 @@ input; whether a control is allowed (who, in which state, with which reason) is 
 from django import forms
 
 from hafnium_portal.converters import is_model_name
+from hafnium_portal.errors import DomainError
 
 from .models import Rollout
 from .selectors import ACTIVE
@@ -37,13 +38,28 @@ class RolloutFilterForm(forms.Form):
         return {name: value for name, value in self.filters().items() if value}
 
 
-class ReasonForm(forms.Form):
+class _TextForm(forms.Form):
+    """One optional text: whether it is needed is the service's rule; a malformed one (a NUL byte, too
+    long) is refused here, naming the field (a DomainError: 400)."""
+
+    def text(self) -> str:
+        if not self.is_valid():
+            raise DomainError(
+                " ".join(
+                    f"{self.fields[name].label}: {' '.join(errors)}" for name, errors in self.errors.items()
+                )
+            )
+        (value,) = self.cleaned_data.values()
+        return value
+
+
+class ReasonForm(_TextForm):
     """The reason a person gives for a control (promote now, abort, emergency rollback need one)."""
 
     reason = forms.CharField(label="Reason", required=False, max_length=2000, strip=True)
 
 
-class NoteForm(forms.Form):
+class NoteForm(_TextForm):
     """The note a second person may add when confirming an emergency rollback."""
 
     note = forms.CharField(label="Note", required=False, max_length=2000, strip=True)

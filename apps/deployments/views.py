@@ -239,10 +239,8 @@ def _controlled(request, pk: int, action, done: str):
     the controls part with the message (htmx, and the live part is told to refresh) or a redirect back.
     On refusal: the reason with its status; the service has changed nothing."""
     rollout = permissions.rollout_for_control(request.user, pk)
-    form = ReasonForm(request.POST)
-    form.is_valid()  # an optional text: the service judges it
     try:
-        action(rollout, form.cleaned_data.get("reason", ""))
+        action(rollout, ReasonForm(request.POST).text())
     except REFUSED as refusal:
         status, extra = _status_of(refusal), {"control_error": _message_of(refusal)}
     else:
@@ -305,11 +303,9 @@ def rollout_abort(request, pk: int):
 def review_confirm(request, pk: int):
     """A second person confirms an emergency rollback (the review it opened), with an optional note."""
     review = permissions.review_for_reviewing(request.user, pk)
-    form = NoteForm(request.POST)
-    form.is_valid()
     try:
         services.rollback_review_confirm(
-            actor=request.user, review=review, note=form.cleaned_data.get("note", "")
+            actor=request.user, review=review, note=NoteForm(request.POST).text()
         )
     except REFUSED as refusal:
         detail = selectors.rollout_detail(request.user, review.rollout_id)
@@ -329,11 +325,8 @@ def model_rollback(request, name: str):
     form = ReasonForm(request.POST or None)
     status, error = 200, ""
     if request.method == "POST":
-        form.is_valid()  # an optional text: the service judges it
         try:
-            rollback = services.rollback_to_last_good(
-                model=model, actor=request.user, reason=form.cleaned_data.get("reason", "")
-            )
+            rollback = services.rollback_to_last_good(model=model, actor=request.user, reason=form.text())
         except REFUSED as refusal:
             status, error = _status_of(refusal), _message_of(refusal)
         else:

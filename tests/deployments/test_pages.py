@@ -597,3 +597,66 @@ def test_a_second_person_confirms_the_rollback_from_its_page(client, model_risk,
     assert (review.status, review.reviewer, review.note) == ("confirmed", ml_engineer, "checked the losses")
     assert "confirmed by mia" in text_of(response)
     assert client.post(url, {"note": "again"}).status_code == 409
+
+
+# --- hostile input and bounded reads ------------------------------------------------------------------
+
+
+def test_a_reason_with_a_nul_byte_is_refused_not_a_server_error(client, ml_engineer, canary):
+    client.force_login(ml_engineer)
+    response = client.post(reverse("deployments:rollout-abort", args=[canary.pk]), {"reason": "x\x00y"})
+    assert response.status_code == 400
+    assert "Reason: Null characters are not allowed." in text_of(response)
+    assert state_of(canary) == State.ANALYSING
+
+
+def test_a_rollback_reason_with_a_nul_byte_is_refused_on_the_page(client, model_risk, promoted):
+    client.force_login(model_risk)
+    response = client.post(reverse("deployments:model-rollback", args=["fraud-scorer"]), {"reason": "x\x00y"})
+    assert response.status_code == 400
+    assert "Reason: Null characters are not allowed." in text_of(response)
+    assert stages(promoted.model)[2] == "production"
+
+
+def test_the_live_part_reads_the_same_number_of_queries_however_long_the_rollout(
+    client, data_scientist, canary, django_assert_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.deployments.page_fixtures import measure
+
+    client.force_login(data_scientist)
+    url = reverse("deployments:rollout-live", args=[canary.pk])
+    with CaptureQueriesContext(connection) as short:
+        client.get(url)
+    for index in range(20):
+        measure(canary, "error_rate", 0.0, 0.001, "successful", message=f"window {index}")
+        record_move(canary, State.PAUSED if index % 2 == 0 else State.ANALYSING, actor=data_scientist)
+    with CaptureQueriesContext(connection) as long:
+        client.get(url)
+    assert len(long) == len(short)
+
+
+def test_a_canary_with_nothing_in_production_before_it_charts_the_canary_alone(
+    client, other_data_scientist, other_canary
+):
+    client.force_login(other_data_scientist)
+    response = client.get(reverse("deployments:rollout-detail", args=[other_canary.pk]))
+    assert response.status_code == 200
+    names = {trace["name"] for trace in response.context["chart"]["data"]}
+    assert names == {"v1 (canary) error rate", "v1 (canary) p99", "stable error rate", "stable p99"}
+    assert "none (nothing was in Production)" in text_of(response)
+
+
+def test_the_home_card_shows_the_rollback_waiting_for_a_second_persons_review(
+    client, panels_registered, model_risk, ml_engineer, promoted
+):
+    from apps.deployments.services import rollback_to_last_good
+
+    rollback_to_last_good(model=promoted.model, actor=model_risk, reason="fraud losses spiking")
+    client.force_login(ml_engineer)
+    html = client.get(reverse("home")).content.decode()
+    assert 'data-testid="card-rollback-review"' in html
+    client.force_login(model_risk)
+    assert 'data-testid="card-rollback-review"' not in client.get(reverse("home")).content.decode()
