@@ -35,7 +35,8 @@ def traffic_context(user, model) -> dict:
         "traffic_from_table": bool(split["weights"]),
         "traffic_polling": rollout is not None,
         "traffic_poll_seconds": TRAFFIC_POLL_SECONDS,
-        "may_roll_back": permissions.may_roll_back(user) and production is not None,
+        # While a canary runs, aborting it is the way back (the rollback refuses); the panel links it instead.
+        "may_roll_back": permissions.may_roll_back(user) and production is not None and rollout is None,
     }
 
 

@@ -493,6 +493,13 @@ def test_the_traffic_panel_offers_the_emergency_rollback_to_those_who_may(
     assert ('data-testid="traffic-rollback"' in html) is offered
 
 
+def test_while_a_canary_runs_the_panel_links_it_rather_than_the_rollback(client, ml_engineer, canary):
+    client.force_login(ml_engineer)
+    html = client.get(reverse("deployments:model-traffic", args=["fraud-scorer"])).content.decode()
+    assert 'data-testid="traffic-rollback"' not in html
+    assert f'href="/deployments/{canary.pk}/" data-testid="traffic-rollout"' in html
+
+
 def test_the_traffic_part_of_another_teams_model_is_not_found(client, data_scientist, other_model):
     client.force_login(data_scientist)
     assert client.get(reverse("deployments:model-traffic", args=["payments-anomaly"])).status_code == 404
