@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -30,9 +31,9 @@ from apps.serving.models import ServingPolicy
 from apps.serving.routing import routes_key
 from apps.serving.services import scoring_client_create
 from apps.training import synthetic
+from hafnium_portal import embedded_redis
 from tests.conftest import ROOT, database_url_for_subprocess
-from tests.serving.conftest import serving_reset, trained_model  # noqa: F401 (fixtures)
-from tests.serving.test_inference_server import inference_server  # noqa: F401 (fixture)
+from tests.serving.conftest import _training, pyfunc_model, serving_reset  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -106,17 +107,18 @@ def _raising_model(signature: dict) -> tuple[str, str]:
 
 
 @pytest.fixture
-def serving(mlflow_store, trained_model, unique_name, team, data_scientist, settings):  # noqa: F811
-    """A model in MLflow and the portal: v1 (trained) in Production, v2 (the same model) a Candidate,
+def serving(mlflow_store, pyfunc_model, unique_name, team, data_scientist, settings):  # noqa: F811
+    """A model in MLflow and the portal: v1 (trained, served by the logged model) in Production, v2 (the
+    same model) a Candidate,
     v3 (a model that raises) a Candidate; its dataset, a fast rollout policy, a scoring client."""
     settings.SERVING_LOAD_WAIT = 60.0
     model = model_ensure(name=unique_name, team=team, owners=[data_scientist])
     dataset = _dataset()
-    good = (trained_model.model_uri, trained_model.run_id, trained_model.signature, dataset)
+    good = (pyfunc_model.model_uri, pyfunc_model.run_id, pyfunc_model.signature, dataset)
     _register(model, *good, Stage.PRODUCTION)
     _register(model, *good, Stage.CANDIDATE)
     _register(
-        model, *_raising_model(trained_model.signature), trained_model.signature, dataset, Stage.CANDIDATE
+        model, *_raising_model(pyfunc_model.signature), pyfunc_model.signature, dataset, Stage.CANDIDATE
     )
     ModelVersion.objects.filter(model=model).update(created_by=data_scientist)
     gateway.set_alias(model.name, "production", 1)
@@ -129,7 +131,52 @@ def serving(mlflow_store, trained_model, unique_name, team, data_scientist, sett
 
 
 @pytest.fixture
-def processes(start_celery, inference_server, settings, tmp_path):  # noqa: F811
+def inference_server(serving, settings, tmp_path):
+    """gunicorn serving the lean inference entry point on a free port, as tests/serving runs it."""
+    import requests
+
+    port = embedded_redis.free_port()
+    metrics = tmp_path / "prometheus"
+    metrics.mkdir()
+    log = tmp_path / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
+        "MLFLOW_ARTIFACT_ROOT": settings.MLFLOW_ARTIFACT_ROOT,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "SERVING_LOAD_WAIT": "240",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:hafnium_portal.inference_gunicorn",
+             "hafnium_portal.inference_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+             "--timeout", "300", "--no-control-socket"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield base
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def processes(start_celery, inference_server, settings, tmp_path):
     """Worker, beat and log writer on the test database, the worker scoring staging through gunicorn."""
     env = {
         "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
