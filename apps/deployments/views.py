@@ -30,8 +30,8 @@ PAGE_SIZE = 25
 POLL_SECONDS = 2
 CHART_POLL_SECONDS = 10
 MEASUREMENTS_SHOWN = 60
-# The events the page's parts exchange: the live part saw the state move; a control was used.
-STATE_CHANGED = "rollout-state-changed"
+# The events the page's parts exchange: the live part saw the rollout move; a control was used.
+MOVED = "rollout-moved"
 ACTED = "rollout-acted"
 REFUSED = (DomainError, PermissionDenied, machine.TransitionRefused)
 
@@ -198,8 +198,8 @@ def rollout_live(request, pk: int):
     the chart are told to refresh; a finished rollout's part comes back without its polling trigger."""
     detail = selectors.rollout_detail(request.user, pk)
     response = render(request, "deployments/partials/_live.html", _live_context(detail))
-    if request.GET.get("seen", detail.rollout.state) != detail.rollout.state:
-        trigger_client_event(response, STATE_CHANGED, after="settle")
+    if request.GET.get("seen", str(detail.rollout.revision)) != str(detail.rollout.revision):
+        trigger_client_event(response, MOVED, after="settle")
     return response
 
 

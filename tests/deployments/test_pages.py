@@ -228,30 +228,43 @@ def test_the_page_shows_progress_steps_analysis_and_timeline(client, data_scient
 
 def test_the_live_part_polls_while_the_rollout_is_active(client, data_scientist, canary):
     client.force_login(data_scientist)
-    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": "analysing"})
+    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": canary.revision})
     html = response.content.decode()
     assert 'hx-trigger="every 2s, rollout-acted from:body"' in html
+    assert f"?seen={canary.revision}" in html
     assert "HX-Trigger-After-Settle" not in response
 
 
 def test_the_live_part_stops_polling_and_tells_the_page_when_the_rollout_finished(
     client, data_scientist, canary
 ):
+    seen = canary.revision
     record_move(record_move(canary, State.ABORTING), State.ABORTED)
     client.force_login(data_scientist)
-    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": "analysing"})
+    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": seen})
     html = response.content.decode()
     assert 'hx-trigger="rollout-acted from:body"' in html
     assert "every 2s" not in html
     assert 'data-state="aborted"' in html
-    assert json.loads(response["HX-Trigger-After-Settle"]) == {"rollout-state-changed": {}}
+    assert json.loads(response["HX-Trigger-After-Settle"]) == {"rollout-moved": {}}
 
 
-def test_a_hostile_seen_value_is_only_a_state_that_differs(client, data_scientist, canary):
+def test_a_move_that_ends_in_the_same_state_still_tells_the_page(client, data_scientist, canary):
+    """A step passed (analysing -> canary -> analysing at the next weight) in one tick: same state name."""
+    seen = canary.revision
+    record_move(record_move(canary, State.CANARY), State.ANALYSING)
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": seen})
+    assert json.loads(response["HX-Trigger-After-Settle"]) == {"rollout-moved": {}}
+    unchanged = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": canary.revision})
+    assert "HX-Trigger-After-Settle" not in unchanged
+
+
+def test_a_hostile_seen_value_is_only_a_revision_that_differs(client, data_scientist, canary):
     client.force_login(data_scientist)
     response = client.get(reverse("deployments:rollout-live", args=[canary.pk]), {"seen": "x\x00y"})
     assert response.status_code == 200
-    assert "rollout-state-changed" in response["HX-Trigger-After-Settle"]
+    assert "rollout-moved" in response["HX-Trigger-After-Settle"]
 
 
 def test_an_id_past_any_integer_column_is_not_found(client, ml_engineer):
