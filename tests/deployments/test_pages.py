@@ -680,3 +680,37 @@ def test_the_home_card_shows_the_rollback_waiting_for_a_second_persons_review(
     assert 'data-testid="card-rollback-review"' in html
     client.force_login(model_risk)
     assert 'data-testid="card-rollback-review"' not in client.get(reverse("home")).content.decode()
+
+
+def test_a_staging_deployment_shows_each_test_with_its_value_threshold_and_result(
+    client, data_scientist, fraud_model
+):
+    from apps.deployments.models import StagingTestResult
+
+    (staging,) = finished_rollouts(fraud_model, 1, state=State.REJECTED, kind=Rollout.Kind.STAGING)
+    version = staging.candidate
+    Test = StagingTestResult.Test
+    result = {"rollout": staging, "version": version}
+    StagingTestResult.objects.create(
+        **result, test=Test.AUC, passed=True, value=0.91, threshold=0.7, detail="holdout of 500 rows"
+    )
+    StagingTestResult.objects.create(
+        **result,
+        test=Test.LATENCY,
+        passed=False,
+        value=240.0,
+        threshold=100.0,
+        detail="p99 over 200 requests",
+    )
+    StagingTestResult.objects.create(
+        **result, test=Test.FALLBACKS, passed=None, detail="inference service unreachable"
+    )
+    client.force_login(data_scientist)
+    response = client.get(reverse("deployments:rollout-detail", args=[staging.pk]))
+    html = response.content.decode()
+    rows = re.findall(r'data-testid="staging-result" data-test="(\w+)">(.*?)</tr>', html, re.S)
+    results = {test: squash(row) for test, row in rows}
+    assert results["auc"].startswith("1 Holdout ROC AUC passed 0.91 0.7 holdout of 500 rows")
+    assert "failed 240 100 p99 over 200 requests" in results["latency"]
+    assert "could not run — — inference service unreachable" in results["fallbacks"]
+    assert 'data-testid="rollout-chart"' not in html
