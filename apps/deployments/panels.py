@@ -9,6 +9,7 @@ from apps.registry.panels import panel_register
 from apps.registry.selectors import production_version
 
 from . import permissions, selectors
+from .machine import FULL_WEIGHT_BP
 
 # How often a model page asks for its traffic split while a rollout moves it.
 TRAFFIC_POLL_SECONDS = 5
@@ -19,11 +20,13 @@ def traffic_context(user, model) -> dict:
     """The routing table in force (version -> share) and the active rollout, for the model page.
 
     An empty table means the Production version answers everything (serving's rule), shown as such.
+    Two or three queries, whatever the model's history (the model page's query budget counts them).
     """
     split = selectors.traffic_split(model)
-    production = production_version(model)
-    weights = split["weights"] or ({production.version: 10_000} if production is not None else {})
-    rollout = split["rollout"]
+    weights, rollout = split["weights"], split["rollout"]
+    if not weights:
+        production = production_version(model)
+        weights = {production.version: FULL_WEIGHT_BP} if production is not None else {}
     canary = rollout.candidate.version if rollout is not None else None
     shares = sorted(weights.items(), key=lambda item: -item[1])
     return {
@@ -36,7 +39,7 @@ def traffic_context(user, model) -> dict:
         "traffic_polling": rollout is not None,
         "traffic_poll_seconds": TRAFFIC_POLL_SECONDS,
         # While a canary runs, aborting it is the way back (the rollback refuses); the panel links it instead.
-        "may_roll_back": permissions.may_roll_back(user) and production is not None and rollout is None,
+        "may_roll_back": bool(weights) and rollout is None and permissions.may_roll_back(user),
     }
 
 
