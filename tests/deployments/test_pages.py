@@ -513,6 +513,22 @@ def test_while_a_canary_runs_the_panel_links_it_rather_than_the_rollback(client,
     assert f'href="/deployments/{canary.pk}/" data-testid="traffic-rollout"' in html
 
 
+def test_the_traffic_panel_costs_the_model_page_the_same_queries_however_many_rollouts(
+    client, panels_registered, data_scientist, canary
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(data_scientist)
+    url = reverse("registry:model-detail", args=["fraud-scorer"])
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    finished_rollouts(canary.model, 20)
+    with CaptureQueriesContext(connection) as many:
+        client.get(url)
+    assert len(many) == len(few)
+
+
 def test_the_traffic_part_of_another_teams_model_is_not_found(client, data_scientist, other_model):
     client.force_login(data_scientist)
     assert client.get(reverse("deployments:model-traffic", args=["payments-anomaly"])).status_code == 404
