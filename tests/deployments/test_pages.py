@@ -521,6 +521,7 @@ def test_the_traffic_panel_costs_the_model_page_the_same_queries_however_many_ro
 
     client.force_login(data_scientist)
     url = reverse("registry:model-detail", args=["fraud-scorer"])
+    client.get(url)  # the first page of a session fills caches the others read from
     with CaptureQueriesContext(connection) as few:
         client.get(url)
     finished_rollouts(canary.model, 20)
@@ -664,6 +665,7 @@ def test_the_live_part_reads_the_same_number_of_queries_however_long_the_rollout
 
     client.force_login(data_scientist)
     url = reverse("deployments:rollout-live", args=[canary.pk])
+    client.get(url)  # the first page of a session fills caches the others read from
     with CaptureQueriesContext(connection) as short:
         client.get(url)
     for index in range(20):
