@@ -656,7 +656,7 @@ def test_a_rollback_reason_with_a_nul_byte_is_refused_on_the_page(client, model_
 
 
 def test_the_live_part_reads_the_same_number_of_queries_however_long_the_rollout(
-    client, data_scientist, canary, django_assert_num_queries
+    client, data_scientist, canary
 ):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
