@@ -21,7 +21,7 @@ from apps.registry.selectors import models_visible_to, production_version
 from apps.serving.selectors import timeseries
 from hafnium_portal.errors import DomainError
 
-from . import charts, machine, panels, permissions, selectors, services
+from . import charts, panels, permissions, selectors, services
 from .forms import NoteForm, ReasonForm, RolloutFilterForm
 from .models import Rollout
 
@@ -33,13 +33,11 @@ MEASUREMENTS_SHOWN = 60
 # The events the page's parts exchange: the live part saw the rollout move; a control was used.
 MOVED = "rollout-moved"
 ACTED = "rollout-acted"
-REFUSED = (DomainError, PermissionDenied, machine.TransitionRefused)
+REFUSED = (DomainError, PermissionDenied)
 
 
 def _status_of(refusal: Exception) -> int:
-    if isinstance(refusal, PermissionDenied):
-        return 403
-    return getattr(refusal, "status_code", 409)
+    return 403 if isinstance(refusal, PermissionDenied) else refusal.status_code
 
 
 def _message_of(refusal: Exception) -> str:
@@ -194,8 +192,9 @@ def rollout_detail(request, pk: int):
 @login_required
 @require_GET
 def rollout_live(request, pk: int):
-    """The live part (htmx polls it). When the state moved since the page last saw it, the controls and
-    the chart are told to refresh; a finished rollout's part comes back without its polling trigger."""
+    """The live part (htmx polls it). When the rollout moved since the page last saw it (`seen`, its
+    revision then), the controls and the chart are told to refresh; a finished rollout's part comes back
+    without its polling trigger."""
     detail = selectors.rollout_detail(request.user, pk)
     response = render(request, "deployments/partials/_live.html", _live_context(detail))
     if request.GET.get("seen", str(detail.rollout.revision)) != str(detail.rollout.revision):
@@ -284,7 +283,9 @@ def rollout_promote(request, pk: int):
     def promote(rollout, reason):
         services.rollout_promote_now(actor=request.user, rollout=rollout, reason=reason)
 
-    return _controlled(request, pk, promote, "Rollout #{pk} is being promoted to 100 %.")
+    return _controlled(
+        request, pk, promote, "Rollout #{pk} is promoted: the candidate takes all the traffic."
+    )
 
 
 @login_required
@@ -319,8 +320,9 @@ def review_confirm(request, pk: int):
 @require_http_methods(["GET", "POST"])
 def model_rollback(request, name: str):
     """The emergency rollback of a model's Production version to the last good one: this page says what
-    will happen and asks for a reason (the confirmation); the rollback is a rollout of its own, whose page
-    the person lands on. Refused: the reason, with its status, and nothing moved."""
+    will happen and asks for a reason (the confirmation). The person lands on the page of the rollout that
+    carries the rollback (the one that made the version Production). Refused: the reason, with its
+    status, and nothing moved."""
     model = permissions.model_for_rollback(request.user, name)
     form = ReasonForm(request.POST or None)
     status, error = 200, ""
