@@ -5,6 +5,7 @@ Views parse input, fetch through permissions, call one service and render; a ref
 service's reason with its status (400, 403, 409) and changes nothing.
 """
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -30,6 +31,7 @@ PAGE_SIZE = 25
 POLL_SECONDS = 2
 CHART_POLL_SECONDS = 10
 MEASUREMENTS_SHOWN = 60
+CHART_LEAD_IN = timedelta(minutes=1)
 # The events the page's parts exchange: the live part saw the rollout move; a control was used.
 MOVED = "rollout-moved"
 ACTED = "rollout-acted"
@@ -95,10 +97,11 @@ def _slo(rollout: Rollout) -> dict:
 
 
 def _chart(rollout: Rollout, events) -> dict | None:
-    """The canary-vs-stable figure over the rollout's life so far (None for a staging deployment)."""
+    """The canary-vs-stable figure over the rollout's life so far, from a minute before it started (the
+    stable's baseline); None for a staging deployment."""
     if rollout.kind != Rollout.Kind.CANARY:
         return None
-    since = rollout.created_at
+    since = rollout.created_at - CHART_LEAD_IN
     until = rollout.finished_at or timezone.now()
     step = charts.bucket_seconds((until - since).total_seconds())
     versions = [v.version for v in (rollout.candidate, rollout.stable) if v is not None]

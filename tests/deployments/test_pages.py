@@ -304,7 +304,8 @@ def test_the_chart_draws_each_versions_production_traffic_since_the_rollout_star
         log(canary.model, 1, start + timedelta(seconds=1 + index), latency=20.0)
     log(canary.model, 2, start + timedelta(seconds=1), latency=150.0)
     log(canary.model, 2, start + timedelta(seconds=2), latency=150.0, status="error")
-    log(canary.model, 1, start - timedelta(minutes=5), latency=999.0)  # before the rollout
+    log(canary.model, 1, start - timedelta(seconds=30), latency=30.0)  # the baseline before the rollout
+    log(canary.model, 1, start - timedelta(minutes=5), latency=999.0)  # long before
     client.force_login(data_scientist)
     response = client.get(reverse("deployments:rollout-detail", args=[canary.pk]))
     figure = response.context["chart"]
@@ -315,9 +316,13 @@ def test_the_chart_draws_each_versions_production_traffic_since_the_rollout_star
         "v2 (canary) error rate",
         "v2 (canary) p99",
     }
-    assert traces["v2 (canary) error rate"]["y"][0] == 50.0
-    assert traces["v1 (stable) error rate"]["y"][0] == 0.0
-    assert 999.0 not in traces["v1 (stable) p99"]["y"]
+
+    def drawn(name):  # the buckets with traffic (the others are gaps)
+        return [y for y in traces[name]["y"] if y is not None]
+
+    assert drawn("v2 (canary) error rate") == [50.0]
+    assert drawn("v1 (stable) error rate") == [0.0, 0.0]
+    assert drawn("v1 (stable) p99") == [30.0, 20.0]  # the minute before the rollout, then during it
     labels = [a["text"] for a in figure["layout"]["annotations"] if a.get("xref") == "x"]
     assert labels == ["5 %"]
     assert 'id="rollout-chart-data"' in response.content.decode()
