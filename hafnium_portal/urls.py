@@ -20,6 +20,7 @@ urlpatterns = [
     path("governance/", include("apps.governance.urls")),
     path("audit/", include("apps.audit.urls")),
     path("serving/", include("apps.serving.urls")),
+    path("deployments/", include("apps.deployments.urls")),
     path("monitoring/", include("apps.monitoring.urls")),
     path("alerts/", include("apps.alerts.urls")),
     path("api/v1/", include("apps.registry.api_urls")),
