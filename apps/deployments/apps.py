@@ -46,3 +46,7 @@ class DeploymentsConfig(AppConfig):
 
         promotion_completed.connect(_promotion_completed, dispatch_uid="deployments-promotion-completed")
         precheck_register(stage=Stage.PRODUCTION, check=_staging_tests_check)
+
+        from . import panels
+
+        panels.register()
