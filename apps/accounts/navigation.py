@@ -32,6 +32,7 @@ NAVIGATION = [
         "governance:my-requests",
         roles=frozenset({Role.DATA_SCIENTIST, Role.DATA_SCIENTIST_LEAD}),
     ),
+    NavItem("Alerts", "alerts:list", badge="open_alerts_count"),
     NavItem("Drift", "monitoring:drift_reports"),
     NavItem("Audit", "audit:event-list", roles=frozenset({Role.COMPLIANCE, Role.MODEL_RISK, Role.MANAGER})),
     NavItem("Teams", "accounts:teams"),

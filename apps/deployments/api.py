@@ -166,6 +166,9 @@ CONTROL_ERRORS = {
 }
 
 
+CONTROL_ANSWERS = {200: RolloutDetailSerializer, **CONTROL_ERRORS}
+
+
 # --- views -------------------------------------------------------------------------------------------
 
 
@@ -197,25 +200,29 @@ class RolloutViewSet(viewsets.GenericViewSet):
         rollout.refresh_from_db()
         return Response(RolloutDetailSerializer(rollout, context={"request": request}).data)
 
-    @extend_schema(request=OptionalControlReasonBody, responses={200: RolloutDetailSerializer, **CONTROL_ERRORS})
+    @extend_schema(
+        request=OptionalControlReasonBody, responses={200: RolloutDetailSerializer, **CONTROL_ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request, pk):
         """Hold the canary at its weight; analysis stops until resumed, promoted or aborted."""
         return self._control(request, pk, services.rollout_pause, OptionalControlReasonBody)
 
-    @extend_schema(request=OptionalControlReasonBody, responses={200: RolloutDetailSerializer, **CONTROL_ERRORS})
+    @extend_schema(
+        request=OptionalControlReasonBody, responses={200: RolloutDetailSerializer, **CONTROL_ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk):
         """Go on from a pause: the step's weight is set again and its analysis starts afresh."""
         return self._control(request, pk, services.rollout_resume, OptionalControlReasonBody)
 
-    @extend_schema(request=ControlReasonBody, responses={200: RolloutDetailSerializer, **CONTROL_ERRORS})
+    @extend_schema(request=ControlReasonBody, responses=CONTROL_ANSWERS)
     @action(detail=True, methods=["post"])
     def promote(self, request, pk):
         """Promote now: skip the remaining steps (the reason is recorded)."""
         return self._control(request, pk, services.rollout_promote_now, ControlReasonBody)
 
-    @extend_schema(request=ControlReasonBody, responses={200: RolloutDetailSerializer, **CONTROL_ERRORS})
+    @extend_schema(request=ControlReasonBody, responses=CONTROL_ANSWERS)
     @action(detail=True, methods=["post"])
     def abort(self, request, pk):
         """Abort: traffic back on the stable version at once (the reason is recorded)."""

@@ -49,16 +49,16 @@ class RolloutPolicy(models.Model):
     steps = models.JSONField(
         default=list, help_text="the candidate's share at each step, in basis points; the last is 10000"
     )
-    analysis_interval_s = models.FloatField(default=10.0, help_text="seconds between two measurements")
+    analysis_interval_s = models.FloatField(default=15.0, help_text="seconds between two measurements")
     min_samples = models.PositiveIntegerField(
-        default=50, help_text="fewer canary requests in a window than this: inconclusive"
+        default=20, help_text="fewer canary requests in a window than this: inconclusive"
     )
     required_successes = models.PositiveIntegerField(
         default=1, help_text="successful measurements of every metric that pass a step"
     )
     failure_limit = models.PositiveIntegerField(default=0, help_text="failed measurements tolerated")
     inconclusive_limit = models.PositiveIntegerField(
-        default=2, help_text="inconclusive measurements tolerated before the rollout pauses"
+        default=3, help_text="inconclusive measurements tolerated before the rollout pauses"
     )
     consecutive_error_limit = models.PositiveIntegerField(
         default=4, help_text="metric source errors in a row tolerated before the rollout rolls back"
@@ -68,6 +68,11 @@ class RolloutPolicy(models.Model):
     fallback_share_max = models.FloatField(default=0.01, help_text="canary share of rules-only answers")
     score_shift_max = models.FloatField(
         default=0.10, help_text="|canary mean score - stable mean| / stable mean"
+    )
+    # A fraud score's mean is dominated by a few high scores: it needs more answers than a rate does
+    # before a shift means anything (fewer: inconclusive, on each side).
+    score_shift_min_samples = models.PositiveIntegerField(
+        default=200, help_text="model answers on each side before the score shift is measured"
     )
     progress_deadline_s = models.FloatField(
         default=600.0, help_text="a rollout not finished this long after it started is aborted"
@@ -116,7 +121,12 @@ class RolloutPolicy(models.Model):
             MetricSpec("error_rate", Comparator.LE, self.error_rate_max, **limits),
             MetricSpec("latency_p99_ms", Comparator.LE, self.latency_p99_max_ms, **limits),
             MetricSpec("fallback_share", Comparator.LE, self.fallback_share_max, **limits),
-            MetricSpec("score_shift", Comparator.LE, self.score_shift_max, **limits),
+            MetricSpec(
+                "score_shift",
+                Comparator.LE,
+                self.score_shift_max,
+                **{**limits, "min_samples": max(self.score_shift_min_samples, self.min_samples)},
+            ),
         ]
 
     def plan(self) -> machine.RolloutPlan:

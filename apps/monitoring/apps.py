@@ -7,4 +7,4 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self):
-        from . import cards  # noqa: F401  registers the home page's cards, when the home page has them
+        from . import cards, cards_slo  # noqa: F401  register the home page's cards

@@ -265,3 +265,99 @@ class Retraining(models.Model):
 
     def __str__(self) -> str:
         return f"retraining of {self.model} ({self.status})"
+
+
+# --- SLOs ----------------------------------------------------------------------------------------
+
+
+class SLOObjective(models.Model):
+    """One version of a model's service level objectives; the newest is in force. Rows are never edited.
+
+    A model without one is held to the settings' defaults (SLO_AVAILABILITY_TARGET, SLO_LATENCY_MS...),
+    the design's: availability 99.9% (errors < 0.1%), p99 latency 100 ms, over 30 days.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="slo_objectives")
+    version = models.PositiveIntegerField()
+    availability = models.FloatField(help_text="share of requests answered without error, e.g. 0.999")
+    latency_ms = models.FloatField(help_text="a request slower than this is slow")
+    latency_quantile = models.FloatField(help_text="share of requests that must not be slow, e.g. 0.99 (p99)")
+    min_events = models.PositiveIntegerField(
+        help_text="requests needed in both windows of a burn-rate rule before it may fire (low traffic)"
+    )
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="slo_objective_version_unique"),
+            models.CheckConstraint(
+                condition=Q(
+                    availability__gt=0, availability__lt=1, latency_quantile__gt=0, latency_quantile__lt=1
+                )
+                & Q(latency_ms__gt=0),
+                name="slo_objective_targets_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"SLO v{self.version} of {self.model}"
+
+
+class SLOMinute(models.Model):
+    """One minute of a model's production request log, rolled up for its SLOs by the evaluation tick.
+
+    `slow` counts requests slower than the objective's latency in force when the minute was rolled up.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
+    requests = models.PositiveIntegerField()
+    errors = models.PositiveIntegerField()
+    slow = models.PositiveIntegerField()
+    fallbacks = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["model", "minute"]
+        constraints = [models.UniqueConstraint(fields=["model", "minute"], name="slo_minute_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.minute:%Y-%m-%d %H:%M}: {self.errors}/{self.requests} errors"
+
+
+class SLOStatus(models.Model):
+    """A production model's SLOs as last evaluated (one row per model, rewritten every minute): what the
+    home page and the alerts read without going back to the logs."""
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="slo_status")
+    evaluated_at = models.DateTimeField()
+    objectives = models.JSONField(
+        help_text="the objectives evaluated against, and their version (0: defaults)"
+    )
+    requests = models.PositiveBigIntegerField()
+    errors = models.PositiveBigIntegerField()
+    slow = models.PositiveBigIntegerField()
+    availability = models.FloatField(null=True, help_text="None without traffic")
+    availability_budget = models.FloatField(null=True, help_text="remaining share of the error budget")
+    latency_budget = models.FloatField(null=True, help_text="remaining share of the latency budget")
+    alert = models.CharField(max_length=10, blank=True, help_text='"page", "ticket" or "" (none firing)')
+    low_traffic = models.BooleanField(default=False)
+    rules = models.JSONField(default=list, help_text="each burn-rate rule's state, burn rates and reason")
+
+    class Meta:
+        verbose_name_plural = "SLO statuses"
+
+    def __str__(self) -> str:
+        return f"SLOs of {self.model} at {self.evaluated_at:%Y-%m-%d %H:%M}"
+
+
+class SLOTick(models.Model):
+    """Where the SLO evaluation stands (a single row): the last minute claimed, the last log row read."""
+
+    minute = models.DateTimeField(null=True)
+    last_log_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"SLO tick {self.minute} (log #{self.last_log_id})"

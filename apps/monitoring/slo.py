@@ -73,7 +73,7 @@ class BurnRule:
 
     @property
     def name(self) -> str:
-        return f"{self.factor:g}x over {_span(self.long_minutes)} and {_span(self.short_minutes)}"
+        return f"{self.factor:g}x over {span(self.long_minutes)} and {span(self.short_minutes)}"
 
 
 DEFAULT_RULES = (
@@ -84,7 +84,8 @@ DEFAULT_RULES = (
 DEFAULT_MIN_EVENTS = 100
 
 
-def _span(minutes: int) -> str:
+def span(minutes: int) -> str:
+    """A window as people say it: "5 min", "6 h", "3 d"."""
     if minutes % MINUTES_PER_DAY == 0:
         return f"{minutes // MINUTES_PER_DAY} d"
     if minutes % 60 == 0:
@@ -224,7 +225,7 @@ def burn_rate_alerts(
         long_requests, short_requests = _last(total, rule.long_minutes), _last(total, rule.short_minutes)
         burn_long = ratio(_last(bad, rule.long_minutes), long_requests) / (1.0 - target)
         burn_short = ratio(_last(bad, rule.short_minutes), short_requests) / (1.0 - target)
-        long_span, short_span = _span(rule.long_minutes), _span(rule.short_minutes)
+        long_span, short_span = span(rule.long_minutes), span(rule.short_minutes)
         shown = f"burn {burn_long:.2f} over {long_span}, {burn_short:.2f} over {short_span}"
         if min(long_requests, short_requests) < min_events:
             state = LOW_TRAFFIC

@@ -1,8 +1,8 @@
-"""Monitoring's pages: drift reports (views_drift)."""
+"""Monitoring's pages: drift reports (views_drift) and SLO dashboards (views_slo)."""
 
 from django.urls import path
 
-from . import views_drift
+from . import views_drift, views_slo
 
 app_name = "monitoring"
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("drift/runs/<int:pk>/progress", views_drift.run_progress, name="drift_run_progress"),
     path("drift/runs/<int:pk>/export", views_drift.report_export, name="drift_report_export"),
     path("drift/models/<modelname:name>/run", views_drift.run_start, name="drift_run_start"),
+    path("<modelname:name>/slo/", views_slo.dashboard, name="slo-dashboard"),
 ]

@@ -3,17 +3,17 @@
 A consumer group keeps what each writer has read and not acknowledged; a writer killed mid-batch
 leaves its entries pending, and the next writer claims them (XAUTOCLAIM) once they have been idle
 for `claim_idle_ms`. The insert is idempotent on request_id, so an entry written but not yet
-acknowledged when the writer died is not written twice. Breaker events go the same way (a
-transition row, an audit event and the on-call alerts, idempotent on the entry id).
+acknowledged when the writer died is not written twice (the replayed entry carries the same
+request_id and created_at, the log's unique key). Breaker events go the same way (a transition row,
+an audit event and the on-call alerts, idempotent on the entry id). Old logs are dropped by the
+`logs_maintain` beat task, not here.
 """
 
 import logging
 import os
 import socket
-import time
 
 import redis
-from django.conf import settings
 
 from . import services
 from .hotpath import EVENT_STREAM, LOG_STREAM
@@ -29,7 +29,6 @@ class LogWriter:
         self.client = client
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
-        self._purged_at = 0.0
         self.ensure_groups()
 
     def ensure_groups(self) -> None:
@@ -80,9 +79,6 @@ class LogWriter:
         if entries:
             written = services.logs_write([fields for _, fields in entries])
             self._ack(LOG_STREAM, [entry_id for entry_id, _ in entries])
-        if time.monotonic() - self._purged_at > 3600:
-            self._purged_at = time.monotonic()
-            services.logs_purge(retention_days=settings.SERVING_LOG_RETENTION_DAYS)
         return written
 
     def backlog(self) -> int:

@@ -214,7 +214,7 @@ class PredictionLog(models.Model):
         FALLBACK = "fallback"
         ERROR = "error"
 
-    request_id = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(max_length=64)
     transaction_id = models.CharField(max_length=200, db_index=True)
     entity_id = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+", db_index=False)
@@ -235,6 +235,11 @@ class PredictionLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["model", "created_at"], name="predictionlog_model_time")]
+        # With the partition key: PostgreSQL's unique keys of a partitioned table must include it. An
+        # entry replayed from the stream carries the same created_at, so it still conflicts.
+        constraints = [
+            models.UniqueConstraint(fields=["request_id", "created_at"], name="predictionlog_request_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.transaction_id} {self.score:.4f} {self.decision}"

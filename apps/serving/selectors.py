@@ -6,18 +6,21 @@ on SQLite (the embedded default) the same numbers are computed with numpy from t
 same definition of a percentile (linear interpolation), so both give the same answers.
 """
 
+import json
 import math
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from django.db import connection
+import psycopg
+from django.db import DataError, connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from apps.registry.models import RegisteredModel
 
-from . import hotpath, router
+from . import hotpath, pgcopy, router
 from .config import SERVABLE_STAGES
 from .models import BreakerTransition, Decision, FallbackRule, Feedback, PredictionLog, ServingPolicy
 
@@ -42,6 +45,16 @@ def _breaker_states(model: RegisteredModel, versions: list[int]) -> dict[int, st
         except Exception:  # Redis down: the page says so rather than failing
             states[number] = "unknown"
     return states
+
+
+def policy_history(model: RegisteredModel):
+    """Every version of the model's serving policy, the one in force first."""
+    return ServingPolicy.objects.filter(model=model).select_related("created_by").order_by("-version")
+
+
+def fallback_rules(model: RegisteredModel) -> list[FallbackRule]:
+    """The model's fallback rules in the order the rules-only scorer tries them."""
+    return list(FallbackRule.objects.filter(model=model).order_by("order", "id"))
 
 
 def serving_summary(model: RegisteredModel) -> dict:
@@ -118,9 +131,9 @@ class VersionStats:
     decline_rate: float | None
 
 
-def _window_sql(*, since, until, environment, versions) -> tuple[str, list]:
+def _window_sql(model, *, since, until, environment, versions) -> tuple[str, list]:
     where = "model_id = %s AND created_at >= %s AND created_at < %s AND environment = %s"
-    params = [since, until, environment]
+    params = [model.pk, since, until, environment]
     if versions is not None:
         where += " AND version = ANY(%s)"
         params.append(list(versions))
@@ -157,7 +170,9 @@ def version_stats(
     table = PredictionLog._meta.db_table
     found: dict[int, VersionStats] = {}
     if connection.vendor == "postgresql":
-        where, params = _window_sql(since=since, until=until, environment=environment, versions=versions)
+        where, params = _window_sql(
+            model, since=since, until=until, environment=environment, versions=versions
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
@@ -168,7 +183,7 @@ def version_stats(
                        avg(score), avg((decision = %s)::int)
                 FROM {table} WHERE {where} GROUP BY version
                 """,  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
-                [Decision.DECLINE, model.pk, *params],
+                [Decision.DECLINE, *params],
             )
             for number, requests, errors, fallbacks, p50, p99, mean_score, decline_rate in cursor.fetchall():
                 found[number] = VersionStats(
@@ -228,7 +243,9 @@ def timeseries(
     cells: dict[tuple[int, int], tuple[int, int, int, float | None]] = {}
     table = PredictionLog._meta.db_table
     if connection.vendor == "postgresql":
-        where, params = _window_sql(since=since, until=until, environment=environment, versions=versions)
+        where, params = _window_sql(
+            model, since=since, until=until, environment=environment, versions=versions
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
@@ -237,7 +254,7 @@ def timeseries(
                        percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)
                 FROM {table} WHERE {where} GROUP BY version, bucket
                 """,  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
-                [since, step_seconds, model.pk, *params],
+                [since, step_seconds, *params],
             )
             for number, bucket, requests, errors, fallbacks, p99 in cursor.fetchall():
                 cells[(number, bucket)] = (requests, errors, fallbacks, p99)
@@ -320,7 +337,10 @@ def _columns_by_name(
     empty = np.nan if dtype is np.float64 else None
     columns = {name: np.full(number_of_rows, empty, dtype=dtype) for name in order}
     for number, rows in groups.items():
-        matrix = np.array(arrays[number], dtype=dtype).reshape(len(rows), -1)
+        width = len(names[number])
+        matrix = np.full((len(rows), width), empty, dtype=dtype)
+        for index, values in enumerate(arrays[number]):  # a row of another length keeps what has a name
+            matrix[index, : min(width, len(values))] = values[:width]
         for position, name in enumerate(names[number][: matrix.shape[1]]):
             columns[name][rows] = matrix[:, position]
     return columns
@@ -334,7 +354,28 @@ def log_window(
     model: RegisteredModel, *, since: datetime, until: datetime, version: int | None = None,
     environment: str = "production", limit: int | None = None,
 ) -> LogWindow:  # fmt: skip
-    """The window's logged answers as numpy columns (the latest `limit` ones if given), oldest first."""
+    """The window's logged answers as numpy columns (the latest `limit` ones if given), oldest first.
+
+    On PostgreSQL the rows come as a binary COPY decoded by numpy in one piece (bench/bench_log_reads.py
+    measures it against reading them through the ORM); rows of an unexpected shape (arrays of
+    different lengths within a version) and SQLite take the row-by-row way.
+    """
+    if connection.vendor == "postgresql":
+        window = _log_window_copy(
+            model, since=since, until=until, version=version, environment=environment, limit=limit
+        )
+        if window is not None:
+            return window
+    return _log_window_rows(
+        model, since=since, until=until, version=version, environment=environment, limit=limit
+    )
+
+
+def _log_window_rows(
+    model: RegisteredModel, *, since: datetime, until: datetime, version: int | None,
+    environment: str, limit: int | None,
+) -> LogWindow:  # fmt: skip
+    """The window read row by row through the ORM (any database, any shape of rows)."""
     logs = _window(model, since=since, until=until, environment=environment, version=version)
     if limit is not None:
         logs = logs.order_by("-created_at", "-id")[:limit]
@@ -409,4 +450,153 @@ def labelled_window(
     return (
         np.array([score for score, _ in rows], dtype=np.float64),
         np.array([label for _, label in rows], dtype=bool),
+    )
+
+
+STATUS_CODES = [str(status) for status in PredictionLog.Status]
+# Rows per aggregated group: an array of PostgreSQL is at most 1 GB, and an embedding has up to 256 numbers.
+CHUNK_BITS = 16
+
+
+def _log_window_copy(
+    model: RegisteredModel, *, since: datetime, until: datetime, version: int | None,
+    environment: str, limit: int | None,
+) -> LogWindow | None:  # fmt: skip
+    """The window as a few rows of arrays (one per version and block of ids), in one scan, decoded by
+    numpy and put in answer order here; None when its rows are not of one width per version (then
+    `_log_window_rows` reads it).
+
+    The aggregates are unordered: within one aggregation, every aggregate sees the rows in the same
+    order, so the columns line up, and sorting a million rows here is cheaper than in the server.
+    """
+    table = PredictionLog._meta.db_table
+    where, params = _window_sql(
+        model,
+        since=since,
+        until=until,
+        environment=environment,
+        versions=None if version is None else [version],
+    )
+    with connection.cursor() as cursor:
+        if limit is not None:  # the oldest of the latest `limit` rows bounds the window
+            if limit <= 0:
+                return None
+            cursor.execute(
+                f"SELECT created_at, id FROM {table} WHERE {where} ORDER BY created_at DESC, id DESC"  # noqa: S608
+                " OFFSET %s LIMIT 1",
+                [*params, limit - 1],
+            )
+            first = cursor.fetchone()
+            if first is not None:
+                where += " AND (created_at, id) >= (%s, %s)"
+                params += list(first)
+        query = f"""
+            SELECT version, array_agg(id), array_agg(created_at), array_agg(score), array_agg(latency_ms),
+                   array_agg(fallback), array_agg((array_position(%s::text[], status::text) - 1)::int2),
+                   array_agg(array_replace(numeric_features, NULL, 'NaN'::float8)),
+                   array_agg(id) FILTER (WHERE embedding IS NOT NULL),
+                   array_agg(embedding) FILTER (WHERE embedding IS NOT NULL),
+                   json_agg(transaction_id), json_agg(categorical_features)
+            FROM {table} WHERE {where} GROUP BY version, id >> {CHUNK_BITS}
+        """  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
+        try:
+            with transaction.atomic():  # arrays of different lengths cannot be aggregated: an error
+                stream = b"".join(_copy(cursor, query, [STATUS_CODES, *params]))
+        except (DataError, psycopg.DataError):  # the COPY is psycopg's own: its errors are not Django's
+            return None
+    try:
+        groups = [_log_group(row) for row in pgcopy.rows(stream)]
+    except (pgcopy.Unexpected, ValueError):
+        return None
+    if not groups:
+        return None
+    return _log_window_merge(model, groups)
+
+
+def _copy(cursor, query: str, params: list):
+    with cursor.cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)", params) as copy:
+        yield from copy
+
+
+def _log_group(row: list) -> dict:
+    number, ids, created_at, score, latency, fallback, status, numeric, embedded, embedding, tids, cats = row
+    group = {
+        "version": struct.unpack(">i", number)[0],
+        "id": pgcopy.array(ids),
+        "created_at": pgcopy.array(created_at),
+        "score": pgcopy.array(score),
+        "latency_ms": pgcopy.array(latency),
+        "fallback": pgcopy.array(fallback),
+        "status": pgcopy.array(status),
+        "numeric": pgcopy.array(numeric),
+        "embedded": None if embedded is None else pgcopy.array(embedded),
+        "embedding": None if embedding is None else pgcopy.array(embedding),
+        "transaction_id": np.array(json.loads(bytes(tids)), dtype=object),
+        "categorical": np.array(json.loads(bytes(cats)), dtype=object),
+    }
+    n = len(group["id"])
+    if group["numeric"].ndim != 2 or group["categorical"].ndim != 2 or len(group["categorical"]) != n:
+        raise pgcopy.Unexpected("features of uneven width")
+    return group
+
+
+def _log_window_merge(model: RegisteredModel, groups: list[dict]) -> LogWindow | None:
+    """One window from the groups' arrays, in answer order (created_at, then id)."""
+    widths = {}
+    for group in groups:
+        key = (group["numeric"].shape[1], group["categorical"].shape[1])
+        if widths.setdefault(group["version"], key) != key:
+            return None
+    embedding_widths = {group["embedding"].shape[1] for group in groups if group["embedding"] is not None}
+    if len(embedding_widths) > 1:
+        return None
+    names = _feature_names(model, widths)
+    for number, (numeric_width, categorical_width) in widths.items():
+        numeric_names, categorical_names = names.get(number, ([], []))
+        if (len(numeric_names), len(categorical_names)) != (numeric_width, categorical_width):
+            names[number] = (
+                [f"numeric_{i}" for i in range(numeric_width)],
+                [f"categorical_{i}" for i in range(categorical_width)],
+            )
+    n = sum(len(group["id"]) for group in groups)
+    numeric_order, categorical_order = [], []
+    for number in sorted(widths, reverse=True):  # the newest version's order first
+        numeric_order += [name for name in names[number][0] if name not in numeric_order]
+        categorical_order += [name for name in names[number][1] if name not in categorical_order]
+    numeric = {name: np.full(n, np.nan) for name in numeric_order}
+    categorical = {name: np.full(n, None, dtype=object) for name in categorical_order}
+    start = 0
+    for group in groups:
+        rows = slice(start, start + len(group["id"]))
+        for position, name in enumerate(names[group["version"]][0]):
+            numeric[name][rows] = group["numeric"][:, position]
+        for position, name in enumerate(names[group["version"]][1]):
+            categorical[name][rows] = group["categorical"][:, position]
+        start = rows.stop
+
+    def column(key):
+        return np.concatenate([group[key] for group in groups])
+
+    ids = column("id")
+    order = np.lexsort((ids, column("created_at")))
+    embedding = None
+    if embedding_widths:
+        embedding = np.full((n, embedding_widths.pop()), np.nan)
+        embedded = np.concatenate([group["embedded"] for group in groups if group["embedded"] is not None])
+        by_id = np.argsort(ids)
+        embedding[by_id[np.searchsorted(ids[by_id], embedded)]] = np.concatenate(
+            [group["embedding"] for group in groups if group["embedding"] is not None]
+        )
+        embedding = embedding[order]
+    return LogWindow(
+        numeric={name: values[order] for name, values in numeric.items()},
+        categorical={name: values[order] for name, values in categorical.items()},
+        score=column("score")[order],
+        latency_ms=column("latency_ms")[order],
+        fallback=column("fallback")[order],
+        status=np.array(STATUS_CODES, dtype=object)[column("status")[order]],
+        version=np.concatenate([np.full(len(group["id"]), group["version"]) for group in groups])[order],
+        created_at=column("created_at")[order],
+        transaction_id=column("transaction_id")[order],
+        embedding=embedding,
     )

@@ -3,7 +3,7 @@
 import json
 import logging
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -19,7 +19,7 @@ from apps.audit.services import audit_record
 from apps.registry.models import RegisteredModel
 from hafnium_portal.errors import Conflict, DomainError
 
-from . import config
+from . import config, partitions
 from .models import (
     SCORING_CLIENT_GROUP,
     BreakerTransition,
@@ -269,7 +269,12 @@ def _embedding(text: str) -> list[float] | None:
 
 
 def logs_write(entries: list[dict]) -> int:
-    """Insert a batch of log entries (multi-row INSERT, ON CONFLICT (request_id) DO NOTHING)."""
+    """Insert a batch of log entries (multi-row INSERT ... ON CONFLICT DO NOTHING: a replayed entry has the
+    same request_id and created_at, so it is not written twice).
+
+    On PostgreSQL, a batch holding a day without a partition creates it and is inserted again
+    (`partitions` says why on demand rather than a default partition).
+    """
     rows = []
     for fields in entries:
         try:
@@ -294,17 +299,47 @@ def logs_write(entries: list[dict]) -> int:
             )
         except (ValueError, TypeError) as exc:  # a malformed entry is skipped, not retried forever
             log.error("dropping a malformed prediction log entry %r: %s", fields, exc)
-    with transaction.atomic():
-        PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    if not rows:
+        return 0
+    try:
+        with transaction.atomic():
+            PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    except IntegrityError as exc:
+        if not (partitions.partitioned() and partitions.is_missing_partition(exc)):
+            raise
+        created = partitions.partitions_ensure({row.created_at.astimezone(UTC).date() for row in rows})
+        log.warning("created prediction log partitions on demand for %s", ", ".join(map(str, created)))
+        with transaction.atomic():
+            PredictionLog.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
     return len(rows)
 
 
-def logs_purge(*, retention_days: int) -> int:
-    if retention_days <= 0:
-        return 0
-    cutoff = timezone.now() - timedelta(days=retention_days)
-    deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+def logs_maintain(*, days_ahead: int, retention_days: int, today: date | None = None) -> dict:
+    """Keep the prediction log's days: on PostgreSQL create the partitions of today and the next
+    `days_ahead` days and drop those of the days wholly older than `retention_days` (a dropped
+    partition, not a DELETE); on SQLite delete the rows older than the retention.
+
+    Safe to run twice or at once (the DDL takes an advisory lock and skips what is done).
+    Returns what it did: {"created": [days], "dropped": [days]} or {"deleted": rows}.
+    """
+    today = today or timezone.now().astimezone(UTC).date()
+    if not partitions.partitioned():
+        deleted = 0
+        if retention_days > 0:
+            cutoff = timezone.now() - timedelta(days=retention_days)
+            deleted, _ = PredictionLog.objects.filter(created_at__lt=cutoff).delete()
+        return {"deleted": deleted}
+    created = partitions.partitions_ensure(today + timedelta(days=ahead) for ahead in range(days_ahead + 1))
+    # A day's partition goes once all of it is older than the retention: rows live retention_days to
+    # retention_days + 1 days.
+    dropped = (
+        partitions.partitions_drop_before(today - timedelta(days=retention_days))
+        if retention_days > 0
+        else []
+    )
+    if created or dropped:
+        log.info("prediction log partitions: created %s, dropped %s", created, dropped)
+    return {"created": created, "dropped": dropped}
 
 
 # --- breaker events and their alerts --------------------------------------------------------------

@@ -1,13 +1,14 @@
 """Celery entry points of serving: load ids, call a service; retries live here."""
 
 from celery import shared_task
+from django.conf import settings
 
 from apps.registry import gateway
 from apps.registry.models import ModelVersion
 from hafnium_portal.enqueue import enqueue
 
 from . import compile as scorer_compilation
-from . import routing
+from . import routing, services
 
 
 @shared_task(
@@ -41,3 +42,12 @@ def compile_missing_scorers() -> int:
     for version_id in pending:
         enqueue("apps.serving.tasks.compile_scorer", version_id, task_id=f"compile-scorer-{version_id}")
     return len(pending)
+
+
+@shared_task(acks_late=True, time_limit=10 * 60, soft_time_limit=9 * 60)
+def logs_maintain() -> dict:
+    """Prediction log days: partitions made ahead, old ones dropped (safe twice: what is done is skipped)."""
+    done = services.logs_maintain(
+        days_ahead=settings.SERVING_LOG_PARTITIONS_AHEAD, retention_days=settings.SERVING_LOG_RETENTION_DAYS
+    )
+    return {key: [str(day) for day in days] if isinstance(days, list) else days for key, days in done.items()}

@@ -27,3 +27,29 @@ def receiver(settings):
     if receiver.hold is not None:
         receiver.hold.set()
     receiver.server.shutdown()
+
+
+@pytest.fixture
+def story(fraud_model, other_model):
+    """Three open alerts: one about the Fraud Analytics team's model (page), one about Payments Risk's
+    (ticket), one about the portal itself (info); and a resolved one about fraud-scorer."""
+    from apps.alerts import services
+
+    fraud = services.alert_raise(
+        source="serving.breaker", key="fraud-scorer:1", severity="page", model=fraud_model,
+        title="Circuit breaker open: fraud-scorer v1", link="/models/fraud-scorer/",
+    )  # fmt: skip
+    payments = services.alert_raise(
+        source="monitoring.drift", key="payments-anomaly:psi", severity="ticket", model=other_model,
+        title="Drift on payments-anomaly",
+    )  # fmt: skip
+    portal = services.alert_raise(
+        source="portal.worker", key="heartbeat", severity="info", title="Worker late"
+    )
+    old = services.alert_raise(
+        source="monitoring.slo", key="fraud-scorer:latency", severity="ticket", model=fraud_model,
+        title="Latency SLO burning",
+    )  # fmt: skip
+    services.alert_resolve(source=old.source, key=old.key)
+    old.refresh_from_db()
+    return {"fraud": fraud, "payments": payments, "portal": portal, "old": old}

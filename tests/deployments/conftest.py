@@ -18,6 +18,7 @@ FAST = {
     "steps": [500, 10_000],
     "analysis_interval_s": 1.0,
     "min_samples": 10,
+    "score_shift_min_samples": 10,
     "inconclusive_limit": 2,
     "consecutive_error_limit": 2,
     "progress_deadline_s": 60.0,

@@ -171,3 +171,26 @@ def test_first_release_without_a_stable_goes_out_whole(canary_model, fast_policy
     rollout.refresh_from_db()
     assert rollout.state == State.SUCCEEDED
     assert stage_of(canary_model, 2) == Stage.PRODUCTION
+
+
+def test_a_completed_promotion_starts_one_rollout_and_the_sweep_finds_lost_ones(
+    canary_model, fast_policy, data_scientist, clock
+):
+    from django.utils import timezone
+
+    from apps.deployments.services import rollout_start, rollouts_start_missing
+    from apps.governance.models import PromotionRequest
+    from apps.governance.selectors import policy_current
+
+    request = PromotionRequest.objects.create(
+        version=canary_model.versions.get(version=2), from_stage=Stage.STAGING, to_stage=Stage.PRODUCTION,
+        requested_by=data_scientist, justification="x", policy=policy_current(), required_roles=[],
+        evidence={}, evidence_sha256="0" * 64, status=PromotionRequest.Status.COMPLETED,
+        expires_at=timezone.now(), decided_at=timezone.now(),
+    )  # fmt: skip
+    assert rollouts_start_missing() == 1  # the signal was lost: the tick's sweep starts it
+    rollout = Rollout.objects.get(promotion_request=request)
+    assert (rollout.kind, rollout.stable.version, rollout.policy) == (Rollout.Kind.CANARY, 1, fast_policy)
+    assert rollout_start(request=request) == rollout  # the signal arriving late starts nothing more
+    assert rollouts_start_missing() == 0
+    assert Rollout.objects.filter(model=canary_model).count() == 1

@@ -1,7 +1,9 @@
-"""Governance fixtures: the team's model with a complete model card, so its hard pre-checks pass."""
+"""Governance fixtures: the team's model with a complete model card, so its hard pre-checks pass, and
+its Staging version with passed staging tests (a Production request needs them)."""
 
 import pytest
 
+from apps.registry.models import Stage
 from apps.registry.services import model_card_edit
 
 CARD = {
@@ -14,7 +16,22 @@ CARD = {
 def fraud_model(fraud_model, data_scientist):
     """fraud-scorer (see tests/registry/fixtures.py) whose card has everything promotion asks for."""
     model_card_edit(actor=data_scientist, model=fraud_model, **CARD)
+    staging_tests_passed(fraud_model)
     return fraud_model
+
+
+def staging_tests_passed(model) -> None:
+    """The model's Staging versions came through a staging deployment whose tests all passed."""
+    from apps.deployments.models import Rollout, StagingTestResult
+    from apps.deployments.selectors import policy_in_force
+
+    for version in model.versions.filter(stage=Stage.STAGING):
+        rollout = Rollout.objects.create(
+            model=model, candidate=version, kind=Rollout.Kind.STAGING, policy=policy_in_force(model),
+            state=Rollout.State.STAGED,
+        )  # fmt: skip
+        for test in StagingTestResult.Test.values:
+            StagingTestResult.objects.create(rollout=rollout, version=version, test=test, passed=True)
 
 
 @pytest.fixture
@@ -35,4 +52,5 @@ def mlflow_model(mlflow_model, data_scientist, dataset):
             signature=SIGNATURE, dataset=dataset, metrics={"roc_auc": 0.85 + version.version / 100}
         )
     model_card_edit(actor=data_scientist, model=mlflow_model, **CARD)
+    staging_tests_passed(mlflow_model)
     return mlflow_model

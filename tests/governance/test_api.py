@@ -449,8 +449,9 @@ def test_production_flow_through_the_api(as_person, fraud_model):
         },
     ]
     assert all(row["created_at"] and row["policy_version"] == 1 for row in body["approvals"])
-    assert version_of(fraud_model, 2).stage == Stage.PRODUCTION
-    assert version_of(fraud_model, 1).stage == Stage.ARCHIVED
+    # The approval hands over to the canary (apps.deployments): the stages move when it succeeds.
+    assert version_of(fraud_model, 2).stage == Stage.STAGING
+    assert version_of(fraud_model, 1).stage == Stage.PRODUCTION
     events = AuditEvent.objects.filter(object_type="governance.promotionrequest", object_id=str(pk))
     actions = list(events.order_by("id").values_list("action", flat=True))
     assert actions == [

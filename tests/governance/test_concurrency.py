@@ -79,7 +79,7 @@ def test_simultaneous_approvals_of_a_candidate_request_complete_it_once(mlflow_m
     assert audit_verify()[0] is None
 
 
-def test_simultaneous_production_approvals_fill_each_role_once_and_move_the_stage_once(
+def test_simultaneous_production_approvals_fill_each_role_once_and_hand_over_once(
     fraud_model, data_scientist
 ):
     version = ModelVersion.objects.get(model=fraud_model, version=2)
@@ -95,7 +95,8 @@ def test_simultaneous_production_approvals_fill_each_role_once_and_move_the_stag
     assert all(isinstance(o, services.Conflict) for o in outcomes if not isinstance(o, Approval)), outcomes
     request.refresh_from_db()
     assert request.status == PromotionRequest.Status.PUBLISHING
-    assert StageTransition.objects.filter(version=version, to_stage=Stage.PRODUCTION).count() == 1
-    assert ModelVersion.objects.get(model=fraud_model, version=1).stage == Stage.ARCHIVED
+    # The stage is the canary's to move (apps.deployments), once the request is published.
+    assert not StageTransition.objects.filter(version=version, to_stage=Stage.PRODUCTION).exists()
+    assert ModelVersion.objects.get(model=fraud_model, version=1).stage == Stage.PRODUCTION
     assert AuditEvent.objects.filter(action="promotion.approved", object_id=str(request.pk)).count() == 1
     assert audit_verify()[0] is None

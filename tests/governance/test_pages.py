@@ -243,11 +243,11 @@ def test_request_form_shows_the_version_stages_and_prechecks(client, data_scient
     assert "Request promotion to Candidate" in text
 
 
-def test_a_production_request_form_says_staging_tests_are_not_available(client, data_scientist, fraud_model):
+def test_a_production_request_form_shows_the_staging_tests_result(client, data_scientist, fraud_model):
     client.force_login(data_scientist)
     response = client.get(reverse("governance:request-create"), {"version": version_of(fraud_model, 2).pk})
     assert "Approvals needed Model Risk and Compliance" in text_of(response)
-    assert "not available Staging tests: no staging test results recorded" in text_of(response)
+    assert "pass Staging tests: all 5 staging tests passed" in text_of(response)
 
 
 def test_submitting_the_form_makes_the_request_and_shows_it(client, data_scientist, fraud_model):
@@ -605,7 +605,7 @@ def test_the_detail_shows_evidence_prechecks_metrics_and_policy(
     assert "fail Model card complete" in text
     assert "pass Signature present" in text
     assert "pass Metrics vs production: ROC AUC 0.8700 vs production v1 0.8600" in text
-    assert "not available Staging tests" in text
+    assert "pass Staging tests" in text
     # Side by side with production (v1), difference this minus production.
     assert "This request: v2 Production: v1 Difference" in text
     assert "roc_auc 0.8700 0.8600 +0.0100" in text
@@ -694,8 +694,11 @@ def test_the_inbox_and_my_requests_are_paginated(client, data_scientist, ds_lead
 
 
 @pytest.fixture
-def completed_production(mlflow_model, data_scientist, model_risk, compliance):
-    """v2 of the MLflow-backed model promoted to Production through the whole process, published."""
+def completed_production(mlflow_model, data_scientist, model_risk, compliance, ml_engineer):
+    """v2 of the MLflow-backed model promoted to Production through the whole process: approved,
+    published, then its canary (apps.deployments) promoted by the ML Engineer."""
+    from apps.deployments.services import controller_tick, rollout_promote_now, rollout_start
+
     promotion = ask(data_scientist, mlflow_model, 2, Stage.PRODUCTION)
     # The MLflow-only versions have no card nor signature: the approvers override, saying why.
     why = "validated outside the portal"
@@ -706,6 +709,9 @@ def completed_production(mlflow_model, data_scientist, model_risk, compliance):
     assert services.promotion_publish(request=promotion) is True
     promotion.refresh_from_db()
     assert promotion.status == Status.COMPLETED
+    canary = rollout_start(request=promotion)
+    controller_tick()
+    rollout_promote_now(actor=ml_engineer, rollout=canary, reason="the canary looks fine")
     return promotion
 
 
@@ -722,7 +728,7 @@ def test_the_version_in_production_on_a_date_and_who_approved_it(
     )
     assert re.search(
         rf"On {today:%Y-%m-%d}, v2 was in Production, since {today:%Y-%m-%d} \d\d:\d\d UTC "
-        rf"\(moved by cora, request #{completed_production.pk} ?\)",
+        rf"\(moved by mia, request #{completed_production.pk} ?\)",
         answer,
     )
     assert re.search(r"rita as Model Risk, [\d-]+ [\d:]+ UTC \(policy v1\)", answer)
@@ -741,9 +747,10 @@ def test_the_history_lists_stage_changes_and_requests_with_approvals(
     assert f"<title>Stage history and approvals · {mlflow_model.name} · Hafnium Portal</title>" in (
         response.content.decode()
     )
-    reason = f"promotion request #{completed_production.pk}"
-    assert re.search(rf"v2 Staging Production cora {reason}", text)
-    assert re.search(r"v1 Production Archived cora replaced by v2", text)
+    assert re.search(
+        r"v2 Staging Production mia canary #\d+ promoted: promoted now: the canary looks fine", text
+    )
+    assert re.search(r"v1 Production Archived mia replaced by v2", text)
     row = squash(
         re.search(r'<tr data-testid="history-request">(.*?)</tr>', response.content.decode(), re.S)[1]
     )

@@ -156,8 +156,11 @@ def test_production_needs_model_risk_and_compliance_from_two_people(
     assert request.status == Status.PUBLISHING
     assert {a.role for a in request.approvals.all()} == {"Model Risk", "Compliance"}
     services.promotion_publish(request=request)
-    assert gateway.aliases(mlflow_model.name)["production"] == 2
-    assert _version(mlflow_model, 1).stage == Stage.ARCHIVED
+    # Completed: the canary (apps.deployments) takes over; stages and aliases move when it succeeds.
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED
+    assert gateway.aliases(mlflow_model.name)["production"] == 1
+    assert _version(mlflow_model, 1).stage == Stage.PRODUCTION
 
 
 def test_one_person_with_both_roles_fills_only_one(fraud_model, data_scientist, model_risk):

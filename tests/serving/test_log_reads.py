@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from apps.registry.models import ModelVersion, RegisteredModel
@@ -182,3 +183,53 @@ def test_labelled_window_joins_the_labels(reads):
     scores, labels = selectors.labelled_window(reads, since=T0, until=UNTIL, include_fallback=True)
     np.testing.assert_allclose(scores, [0.1, 0.2, 0.2, 0.9])
     assert labels.tolist() == [True, False, False, True]
+
+
+def assert_same_window(one: selectors.LogWindow, other: selectors.LogWindow) -> None:
+    assert one.n == other.n
+    for name in ("score", "latency_ms", "fallback", "status", "version", "created_at", "transaction_id"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(other, name), err_msg=name)
+    assert list(one.numeric) == list(other.numeric)
+    for name in one.numeric:
+        np.testing.assert_array_equal(one.numeric[name], other.numeric[name], err_msg=name)
+    assert list(one.categorical) == list(other.categorical)
+    for name in one.categorical:
+        assert list(one.categorical[name]) == list(other.categorical[name]), name
+    if one.embedding is None:
+        assert other.embedding is None
+    else:
+        np.testing.assert_array_equal(one.embedding, other.embedding)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY reads are PostgreSQL's")
+@pytest.mark.parametrize("limit", [None, 5])
+def test_the_copy_read_gives_what_the_row_read_gives(reads, limit):
+    awkward = [
+        entry(reads, at=T0 + timedelta(minutes=4, seconds=5), merchant="tab\there, back\\slash\nnew line",
+              numeric=(None, 1.0), transaction="awkward"),
+        entry(reads, at=T0 + timedelta(minutes=4, seconds=6), merchant=None, transaction="no merchant"),
+        entry(reads, at=T0 + timedelta(minutes=4, seconds=6), merchant="\\N", transaction="same time"),
+    ]  # fmt: skip
+    services.logs_write(awkward)
+    arguments = {"since": T0, "until": UNTIL, "version": None, "environment": "production", "limit": limit}
+    fast = selectors._log_window_copy(reads, **arguments)
+    assert fast is not None, "the window's rows are of one width per version"
+    assert_same_window(fast, selectors._log_window_rows(reads, **arguments))
+    if limit is None:
+        assert fast.n == 15
+        merchants = dict(zip(fast.transaction_id, fast.categorical["merchant"], strict=True))
+        assert merchants["awkward"] == "tab\there, back\\slash\nnew line"
+        assert merchants["no merchant"] is None
+        assert merchants["same time"] == "\\N"
+        assert np.isnan(fast.numeric["amount"][list(fast.transaction_id).index("awkward")])
+
+
+@pytest.mark.django_db
+def test_rows_of_uneven_width_are_still_read(reads):
+    services.logs_write(
+        [entry(reads, at=T0 + timedelta(seconds=1), numeric=(1.0, 2.0, 3.0), transaction="wide")]
+    )
+    window = selectors.log_window(reads, since=T0, until=UNTIL, version=1)
+    assert window.n == 11
+    assert window.transaction_id[1] == "wide"
+    assert window.numeric["amount"][1] == 1.0

@@ -31,7 +31,12 @@ def canary_alias_publish(*, rollout_id: int) -> int | None:
     rollout = Rollout.objects.select_related("model", "candidate").get(pk=rollout_id)
     seen_revision = rollout.revision
     expected = canary_alias_expected(rollout)
-    found = gateway.aliases(rollout.model.name).get(CANARY_ALIAS)
+    try:
+        found = gateway.aliases(rollout.model.name).get(CANARY_ALIAS)
+    except gateway.RegistryNotFound:
+        # A model the portal knows and MLflow does not (made in the portal only): no alias to keep.
+        Rollout.objects.filter(pk=rollout.pk, revision=seen_revision).update(alias_pending=False)
+        return None
     if expected is None:
         # Remove the alias only if it is this rollout's candidate: another rollout of the model may hold it.
         if found is not None and found == rollout.candidate.version:

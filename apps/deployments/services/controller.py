@@ -38,7 +38,7 @@ FINISHING = frozenset(
 LOG_LAG = timedelta(seconds=1)
 # A staging-test run has this long to record its results before the controller enqueues another.
 STAGING_TESTS_LEASE = timedelta(minutes=5)
-STAGING_TESTS_RETRY = timedelta(seconds=10)
+STAGING_TESTS_RETRY = timedelta(seconds=5)
 STAGING_TEST_COUNT = len(StagingTestResult.Test.values)
 
 
@@ -82,7 +82,14 @@ class Reading:
 def _measure(rollout: Rollout, now: datetime) -> list[AnalysisMeasurement]:
     """Take the due measurement of every metric on the window since the last one, and store it."""
     until = now - LOG_LAG
-    since = rollout.last_measured_at if rollout.last_measured_at else rollout.step_started_at
+    # Windows follow each other: this one starts where the run's previous one ended.
+    previous = (
+        rollout.measurements.filter(analysis_run=rollout.analysis_run)
+        .order_by("-window_end")
+        .values_list("window_end", flat=True)
+        .first()
+    )
+    since = max(previous or rollout.step_started_at, rollout.step_started_at)
     specs = rollout.policy.metric_specs()
     windows: dict = {}
 
@@ -116,8 +123,9 @@ def _measure(rollout: Rollout, now: datetime) -> list[AnalysisMeasurement]:
         for m in measured
     ]
     AnalysisMeasurement.objects.bulk_create(rows)
-    Rollout.objects.filter(pk=rollout.pk).update(last_measured_at=until)
-    rollout.last_measured_at = until
+    # The next measurement is due one interval after this one was taken (not after its window's end).
+    Rollout.objects.filter(pk=rollout.pk).update(last_measured_at=now)
+    rollout.last_measured_at = now
     return rows
 
 

@@ -36,8 +36,17 @@ HTTP_TIMEOUT = 10.0
 BATCH = 200
 
 
+# A version still loading in the service is answered by the rules; past this many attempts answered
+# so, the version is taken to be broken rather than loading.
+FALLBACK_ATTEMPTS = 3
+
+
 class CouldNotRun(Exception):
     """The tests cannot run now (not the version's fault): the attempt is tried again."""
+
+    def __init__(self, message: str, *, by_rules: bool = False):
+        super().__init__(message)
+        self.by_rules = by_rules
 
 
 @dataclass
@@ -170,7 +179,9 @@ def _run(rollout: Rollout, session: Session) -> dict[str, Outcome]:
             answer = session.score([_item(request_rows(holdout.head(1), names)[0], 0, run)])[0]
             if answer.get("fallback"):
                 # The version may still be loading in the service: not a verdict yet.
-                raise CouldNotRun("the input example was answered by the rules (the version may be loading)")
+                raise CouldNotRun(
+                    "the input example was answered by the rules (the version may be loading)", by_rules=True
+                )
             ok = answer.get("version") == version.version and 0.0 <= float(answer.get("score", -1)) <= 1.0
             results[Test.SIGNATURE] = Outcome(
                 ok, f"input example scored {answer.get('score')} by v{answer.get('version')}"
@@ -252,6 +263,9 @@ def staging_tests_run(*, rollout_id: int, attempt: int) -> list[StagingTestResul
         outcomes = _run(rollout, session)
     except CouldNotRun as exc:
         outcomes = {test: Outcome(None, f"could not run: {exc}") for test in Test.values}
+        if exc.by_rules and attempt >= FALLBACK_ATTEMPTS:
+            detail = f"{attempt} attempts answered by the rules, never by the model: {exc}"
+            outcomes[Test.SIGNATURE] = outcomes[Test.FALLBACKS] = Outcome(False, detail)
     except AssertionError as exc:  # the API refused a well-formed request: the version's fault
         outcomes = {test: Outcome(False, str(exc)) for test in Test.values}
     stored = []

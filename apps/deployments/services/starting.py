@@ -102,6 +102,7 @@ POLICY_FIELDS = [
     "latency_p99_max_ms",
     "fallback_share_max",
     "score_shift_max",
+    "score_shift_min_samples",
     "progress_deadline_s",
     "staging_latency_requests",
     "staging_auc_gate",

@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("serving", "0001_initial"),
+        ("serving", "0003_predictionlog_daily_partitions"),
     ]
 
     operations = [

@@ -1,0 +1,22 @@
+"""The "SLO budgets" card of the home page, for those who watch production: managers and ML engineers.
+
+Per production model the user may see: the error and latency budgets left over 30 days and whether a
+burn-rate alert fires, as the last evaluation tick recorded them (two queries, no log read).
+"""
+
+from apps.accounts.home import card_register
+from apps.accounts.roles import Role, roles_of
+from apps.registry.selectors import models_visible_to
+
+from .selectors_slo import slo_statuses
+
+WATCHERS = frozenset({Role.MANAGER, Role.ML_ENGINEER})
+
+
+def slo_budgets(user) -> dict | None:
+    if not WATCHERS.intersection(roles_of(user)):
+        return None
+    return {"slo_rows": slo_statuses(models_visible_to(user))}
+
+
+card_register(template="monitoring/partials/_card_slo.html", context=slo_budgets, order=50)
