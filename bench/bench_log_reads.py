@@ -64,6 +64,11 @@ def timed(label: str, read, baseline: float | None = None):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--ours-only",
+        action="store_true",
+        help="time only the way log_window reads (for a size the others take long at)",
+    )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("set DATABASE_URL to a migrated PostgreSQL database")
@@ -93,6 +98,27 @@ def main() -> None:
     params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
     since, until = timezone.now() - timedelta(days=3), timezone.now() + timedelta(minutes=1)
     try:
+
+        def aggregated_copy():
+            with connection.cursor() as cursor:
+                stream = b"".join(
+                    selectors._copy(
+                        cursor,
+                        "SELECT array_agg(numeric_features) FROM serving_predictionlog WHERE model_id = %s"  # noqa: S608
+                        f" GROUP BY id >> {selectors.CHUNK_BITS}",
+                        [model.pk],
+                    )
+                )
+            return np.concatenate([pgcopy.array(row[0]) for row in pgcopy.rows(stream)])
+
+        if args.ours_only:
+            copied, _ = timed("  numeric features: array_agg in one binary COPY (ours)", aggregated_copy)
+            fast, _ = timed(
+                "  log_window (ours)", lambda: selectors.log_window(model, since=since, until=until)
+            )
+            assert copied.shape == (args.rows, len(NUMERIC))
+            assert fast.n == args.rows
+            return
         print("numeric features -> one float64 matrix")
         window = PredictionLog.objects.filter(model=model)
         matrix, orm = timed(
@@ -108,18 +134,6 @@ def main() -> None:
                     binary=True,
                 )
                 return np.array(cursor.fetchall(), dtype=np.float64)[:, 0, :]
-
-        def aggregated_copy():
-            with connection.cursor() as cursor:
-                stream = b"".join(
-                    selectors._copy(
-                        cursor,
-                        "SELECT array_agg(numeric_features) FROM serving_predictionlog WHERE model_id = %s"  # noqa: S608
-                        f" GROUP BY id >> {selectors.CHUNK_BITS}",
-                        [model.pk],
-                    )
-                )
-            return np.concatenate([pgcopy.array(row[0]) for row in pgcopy.rows(stream)])
 
         binary, _ = timed("  psycopg binary fetchall -> numpy", psycopg_binary, orm)
         copied, _ = timed("  array_agg in one binary COPY -> numpy (ours)", aggregated_copy, orm)

@@ -308,6 +308,9 @@ SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_0
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
 # PostgreSQL: the beat task keeps the partitions of today and this many days ahead created.
 SERVING_LOG_PARTITIONS_AHEAD = env.int("SERVING_LOG_PARTITIONS_AHEAD", default=7)
+# PostgreSQL's work_mem for a read of a window of prediction logs (selectors.log_window): enough to
+# aggregate the window in memory (about 250 MB a million logs with 10 features).
+SERVING_LOG_READ_WORK_MEM = env.str("SERVING_LOG_READ_WORK_MEM", default="256MB")
 CELERY_BEAT_SCHEDULE["serving-logs-maintain"] = {
     "task": "apps.serving.tasks.logs_maintain",
     "schedule": 3600,

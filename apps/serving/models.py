@@ -202,11 +202,12 @@ class TextArrayField(FloatArrayField):
 
 
 class PredictionLog(models.Model):
-    """One scored item, written from the log stream in batches (idempotent on request_id).
+    """One scored item, written from the log stream in batches (idempotent on request_id and created_at).
 
     Features are stored in the signature order of the version that scored them: the numeric ones as
     an array of doubles, the categorical ones as an array of texts, so a window reads into numpy
-    without parsing JSON per row.
+    without parsing JSON per row (`selectors.log_window`). On PostgreSQL the table is partitioned by
+    day on created_at (migration 0003, `partitions`); elsewhere it is a plain table.
     """
 
     class Status(models.TextChoices):

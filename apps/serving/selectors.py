@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
+from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -58,6 +59,7 @@ def fallback_rules(model: RegisteredModel) -> list[FallbackRule]:
 
 
 def serving_summary(model: RegisteredModel) -> dict:
+    """The Serving panel: what answers, breakers, and the last hour of production per version."""
     servable = list(
         model.versions.filter(stage__in=SERVABLE_STAGES).order_by("-version").values_list("version", "stage")
     )
@@ -66,30 +68,36 @@ def serving_summary(model: RegisteredModel) -> dict:
         routes = router.parse_table(hotpath.redis_client().hgetall(hotpath.ROUTES_KEY.format(model.name)))
     except Exception:
         routes = {}
-    since = timezone.now() - WINDOW
-    rows = list(
-        PredictionLog.objects.filter(model=model, created_at__gte=since).values_list(
-            "created_at", "latency_ms", "fallback"
+    until = timezone.now()
+    since = until - WINDOW
+    stats = version_stats(model, since=since, until=until)
+    requests = sum(version.requests for version in stats.values())
+    series = timeseries(model, since=since, until=until, step_seconds=60)
+    data = []
+    for number, buckets in series.items():
+        minutes = [bucket.start.isoformat() for bucket in buckets]
+        data.append(
+            {
+                "x": minutes,
+                "y": [round(b.requests / 60.0, 3) for b in buckets],
+                "name": f"v{number} requests/s",
+                "type": "scatter",
+                "mode": "lines",
+            }
         )
-    )
-    minutes, rate, p99 = [], [], []
-    fallback_share = None
-    if rows:
-        at = np.array([(row[0] - since).total_seconds() // 60 for row in rows], dtype=np.int64)
-        latency = np.array([row[1] for row in rows], dtype=np.float64)
-        fallback = np.array([row[2] for row in rows], dtype=bool)
-        fallback_share = float(fallback.mean())
-        for minute in np.unique(at):
-            chosen = latency[at == minute]
-            minutes.append((since + timedelta(minutes=int(minute))).isoformat())
-            rate.append(round(len(chosen) / 60.0, 3))
-            p99.append(round(float(np.percentile(chosen, 99)), 3))
+        data.append(
+            {
+                "x": minutes,
+                "y": [None if b.p99_ms is None else round(b.p99_ms, 3) for b in buckets],
+                "name": f"v{number} p99 latency (ms)",
+                "type": "scatter",
+                "mode": "lines",
+                "line": {"dash": "dot"},
+                "yaxis": "y2",
+            }
+        )
     chart = {
-        "data": [
-            {"x": minutes, "y": rate, "name": "requests/s", "type": "scatter", "mode": "lines"},
-            {"x": minutes, "y": p99, "name": "p99 latency (ms)", "type": "scatter", "mode": "lines",
-             "yaxis": "y2"},
-        ],
+        "data": data,
         "layout": {
             "margin": {"t": 20, "r": 50, "b": 40, "l": 50},
             "height": 260,
@@ -104,8 +112,10 @@ def serving_summary(model: RegisteredModel) -> dict:
         "routes": routes,
         "answering": routes or ({production: 1.0} if production is not None else {}),
         "breakers": _breaker_states(model, [number for number, _ in servable]),
-        "requests_last_hour": len(rows),
-        "fallback_share": fallback_share,
+        "requests_last_hour": requests,
+        "fallback_share": sum(version.fallbacks for version in stats.values()) / requests
+        if requests
+        else None,
         "chart": chart,
         "policies": list(ServingPolicy.objects.filter(model=model).select_related("created_by")[:10]),
         "rules": list(FallbackRule.objects.filter(model=model)),
@@ -453,9 +463,44 @@ def labelled_window(
     )
 
 
-STATUS_CODES = [str(status) for status in PredictionLog.Status]
+STATUS_CODES = ["ok", "fallback", "error"]  # as the COPY read codes them: 0, 1, 2
 # Rows per aggregated group: an array of PostgreSQL is at most 1 GB, and an embedding has up to 256 numbers.
 CHUNK_BITS = 16
+
+
+class _NullFeatures(Exception):
+    """A numeric feature is NULL somewhere in the window: read again with NULLs made NaN (costlier)."""
+
+
+class _AmbiguousTexts(Exception):
+    """A text holds one of the packing's control characters: read the texts again as JSON (costlier)."""
+
+
+# How texts are packed by string_agg: control characters that no transaction id or category holds. A
+# text that does hold one is caught (a count does not add up, or a category equals the NULL marker)
+# and the window is read again with the texts as JSON.
+_ROW, _FIELD, _NULL = "\x1e", "\x1f", "\x1a"
+
+
+def _window_query(table: str, where: str, *, nulls_to_nan: bool, texts_as_json: bool) -> str:
+    numeric = "array_replace(numeric_features, NULL, 'NaN'::float8)" if nulls_to_nan else "numeric_features"
+    if texts_as_json:
+        texts = "json_agg(transaction_id), json_agg(categorical_features), 0"
+    else:
+        texts = (
+            "string_agg(transaction_id, E'\\x1e'),"
+            " string_agg(array_to_string(categorical_features, E'\\x1f', E'\\x1a'), E'\\x1e'),"
+            " count(*) FILTER (WHERE E'\\x1a' = ANY(categorical_features))"
+        )
+    return f"""
+        SELECT version, array_agg(id), array_agg(created_at), array_agg(score), array_agg(latency_ms),
+               array_agg(fallback), array_agg(status = 'fallback'), array_agg(status = 'error'),
+               count(*) FILTER (WHERE status NOT IN ('ok', 'fallback', 'error')),
+               array_agg({numeric}), array_agg(id) FILTER (WHERE embedding IS NOT NULL),
+               array_agg(embedding) FILTER (WHERE embedding IS NOT NULL),
+               min(cardinality(categorical_features)), max(cardinality(categorical_features)), {texts}
+        FROM {table} WHERE {where} GROUP BY version, id >> {CHUNK_BITS}
+    """  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
 
 
 def _log_window_copy(
@@ -468,6 +513,8 @@ def _log_window_copy(
 
     The aggregates are unordered: within one aggregation, every aggregate sees the rows in the same
     order, so the columns line up, and sorting a million rows here is cheaper than in the server.
+    The cheapest form is tried first (features as stored, texts packed with control characters);
+    a window that needs NaN for NULL features or JSON for its texts is read again that way.
     """
     table = PredictionLog._meta.db_table
     where, params = _window_sql(
@@ -477,6 +524,7 @@ def _log_window_copy(
         environment=environment,
         versions=None if version is None else [version],
     )
+    options = {"nulls_to_nan": False, "texts_as_json": False}
     with connection.cursor() as cursor:
         if limit is not None:  # the oldest of the latest `limit` rows bounds the window
             if limit <= 0:
@@ -490,27 +538,28 @@ def _log_window_copy(
             if first is not None:
                 where += " AND (created_at, id) >= (%s, %s)"
                 params += list(first)
-        query = f"""
-            SELECT version, array_agg(id), array_agg(created_at), array_agg(score), array_agg(latency_ms),
-                   array_agg(fallback), array_agg((array_position(%s::text[], status::text) - 1)::int2),
-                   array_agg(array_replace(numeric_features, NULL, 'NaN'::float8)),
-                   array_agg(id) FILTER (WHERE embedding IS NOT NULL),
-                   array_agg(embedding) FILTER (WHERE embedding IS NOT NULL),
-                   json_agg(transaction_id), json_agg(categorical_features)
-            FROM {table} WHERE {where} GROUP BY version, id >> {CHUNK_BITS}
-        """  # noqa: S608 (the model's table name and fixed conditions; values are parameters)
-        try:
-            with transaction.atomic():  # arrays of different lengths cannot be aggregated: an error
-                stream = b"".join(_copy(cursor, query, [STATUS_CODES, *params]))
-        except (DataError, psycopg.DataError):  # the COPY is psycopg's own: its errors are not Django's
-            return None
-    try:
-        groups = [_log_group(row) for row in pgcopy.rows(stream)]
-    except (pgcopy.Unexpected, ValueError):
-        return None
-    if not groups:
-        return None
-    return _log_window_merge(model, groups)
+        for _ in range(3):
+            try:
+                with transaction.atomic():  # arrays of different lengths cannot be aggregated: an error
+                    # The aggregation holds the window in memory (a hash of a few rows): with the
+                    # default work_mem it would sort the window on disk first.
+                    cursor.execute(
+                        "SELECT current_setting('work_mem'), set_config('work_mem', %s, true)",
+                        [settings.SERVING_LOG_READ_WORK_MEM],
+                    )
+                    work_mem = cursor.fetchone()[0]
+                    stream = b"".join(_copy(cursor, _window_query(table, where, **options), params))
+                    cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])
+                groups = [_log_group(row, **options) for row in pgcopy.rows(stream)]
+            except (DataError, psycopg.DataError, pgcopy.Unexpected, ValueError):
+                return None  # the COPY is psycopg's own: its errors are not Django's
+            except _NullFeatures:
+                options["nulls_to_nan"] = True
+            except _AmbiguousTexts:
+                options["texts_as_json"] = True
+            else:
+                return _log_window_merge(model, groups) if groups else None
+    return None
 
 
 def _copy(cursor, query: str, params: list):
@@ -518,8 +567,20 @@ def _copy(cursor, query: str, params: list):
         yield from copy
 
 
-def _log_group(row: list) -> dict:
-    number, ids, created_at, score, latency, fallback, status, numeric, embedded, embedding, tids, cats = row
+def _count(field) -> int:
+    return struct.unpack(">q", field)[0]
+
+
+def _log_group(row: list, *, nulls_to_nan: bool, texts_as_json: bool) -> dict:
+    (number, ids, created_at, score, latency, fallback, is_fallback, is_error, other_statuses, numeric,
+     embedded, embedding, fewest, most, tids, cats, marker_values) = row  # fmt: skip
+    if _count(other_statuses):
+        raise pgcopy.Unexpected("a status of another name")
+    if struct.unpack_from(">i", numeric, 4)[0]:  # the array's "has NULLs" flag
+        raise _NullFeatures
+    fewest, most = struct.unpack(">i", fewest)[0], struct.unpack(">i", most)[0]
+    if fewest != most:
+        raise pgcopy.Unexpected("categorical features of uneven width")
     group = {
         "version": struct.unpack(">i", number)[0],
         "id": pgcopy.array(ids),
@@ -527,15 +588,30 @@ def _log_group(row: list) -> dict:
         "score": pgcopy.array(score),
         "latency_ms": pgcopy.array(latency),
         "fallback": pgcopy.array(fallback),
-        "status": pgcopy.array(status),
+        "status": pgcopy.array(is_fallback).astype(np.int8) + 2 * pgcopy.array(is_error).astype(np.int8),
         "numeric": pgcopy.array(numeric),
         "embedded": None if embedded is None else pgcopy.array(embedded),
         "embedding": None if embedding is None else pgcopy.array(embedding),
-        "transaction_id": np.array(json.loads(bytes(tids)), dtype=object),
-        "categorical": np.array(json.loads(bytes(cats)), dtype=object),
     }
     n = len(group["id"])
-    if group["numeric"].ndim != 2 or group["categorical"].ndim != 2 or len(group["categorical"]) != n:
+    if texts_as_json:
+        group["transaction_id"] = np.array(json.loads(bytes(tids)), dtype=object)
+        group["categorical"] = np.array(json.loads(bytes(cats)), dtype=object).reshape(n, most)
+    else:
+        if _count(marker_values):
+            raise _AmbiguousTexts
+        group["transaction_id"] = np.array(bytes(tids).decode().split(_ROW), dtype=object)
+        categorical = np.empty((n, 0), dtype=object)
+        if most:
+            fields = [row.split(_FIELD) for row in bytes(cats).decode().split(_ROW)]
+            if len(fields) != n or any(len(values) != most for values in fields):
+                raise _AmbiguousTexts
+            categorical = np.array(fields, dtype=object).reshape(n, most)
+            categorical[categorical == _NULL] = None
+        if len(group["transaction_id"]) != n:
+            raise _AmbiguousTexts
+        group["categorical"] = categorical
+    if group["numeric"].ndim != 2:
         raise pgcopy.Unexpected("features of uneven width")
     return group
 

@@ -201,27 +201,51 @@ def assert_same_window(one: selectors.LogWindow, other: selectors.LogWindow) -> 
         np.testing.assert_array_equal(one.embedding, other.embedding)
 
 
+AWKWARD = {
+    "plain": [{"merchant": "tab\there, back\\slash\nnew line", "transaction": "awkward"}],
+    "missing values": [
+        {"merchant": None, "transaction": "no merchant"},
+        {"merchant": "\\N", "numeric": (None, 1.0), "transaction": "no amount"},
+    ],
+    "control characters": [
+        {"merchant": "a\x1eb", "transaction": "t\x1e1"},
+        {"merchant": "\x1a", "transaction": "sub"},
+        {"merchant": "x\x1fy", "transaction": "unit"},
+    ],
+}
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY reads are PostgreSQL's")
 @pytest.mark.parametrize("limit", [None, 5])
-def test_the_copy_read_gives_what_the_row_read_gives(reads, limit):
-    awkward = [
-        entry(reads, at=T0 + timedelta(minutes=4, seconds=5), merchant="tab\there, back\\slash\nnew line",
-              numeric=(None, 1.0), transaction="awkward"),
-        entry(reads, at=T0 + timedelta(minutes=4, seconds=6), merchant=None, transaction="no merchant"),
-        entry(reads, at=T0 + timedelta(minutes=4, seconds=6), merchant="\\N", transaction="same time"),
-    ]  # fmt: skip
-    services.logs_write(awkward)
+@pytest.mark.parametrize("awkward", list(AWKWARD))
+def test_the_copy_read_gives_what_the_row_read_gives(reads, limit, awkward, monkeypatch):
+    tried = []
+    query = selectors._window_query
+    monkeypatch.setattr(
+        selectors, "_window_query", lambda *a, **options: tried.append(options) or query(*a, **options)
+    )
+    services.logs_write(
+        [entry(reads, at=T0 + timedelta(minutes=4, seconds=5 + index), **fields)
+         for index, fields in enumerate(AWKWARD[awkward])]
+    )  # fmt: skip
     arguments = {"since": T0, "until": UNTIL, "version": None, "environment": "production", "limit": limit}
     fast = selectors._log_window_copy(reads, **arguments)
     assert fast is not None, "the window's rows are of one width per version"
     assert_same_window(fast, selectors._log_window_rows(reads, **arguments))
+    assert tried[0] == {"nulls_to_nan": False, "texts_as_json": False}, "the cheapest read first"
     if limit is None:
-        assert fast.n == 15
+        expected = {
+            "plain": (False, False),
+            "missing values": (True, False),
+            "control characters": (False, True),
+        }
+        assert (tried[-1]["nulls_to_nan"], tried[-1]["texts_as_json"]) == expected[awkward]
+        assert fast.n == 12 + len(AWKWARD[awkward])
         merchants = dict(zip(fast.transaction_id, fast.categorical["merchant"], strict=True))
-        assert merchants["awkward"] == "tab\there, back\\slash\nnew line"
-        assert merchants["no merchant"] is None
-        assert merchants["same time"] == "\\N"
-        assert np.isnan(fast.numeric["amount"][list(fast.transaction_id).index("awkward")])
+        for fields in AWKWARD[awkward]:
+            assert merchants[fields["transaction"]] == fields["merchant"]
+        if awkward == "missing values":
+            assert np.isnan(fast.numeric["amount"][list(fast.transaction_id).index("no amount")])
 
 
 @pytest.mark.django_db

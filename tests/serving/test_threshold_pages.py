@@ -1,13 +1,21 @@
 """The "Thresholds and rules" pages of a model: who reads, who changes (ML Engineers), bad values as
 form errors, every change audited, CSRF on."""
 
+import json
+import re
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.registry.services import model_ensure
+from apps.serving import services
 from apps.serving.models import FallbackRule, ServingPolicy
+
+from .test_log_reads import entry
 
 pytestmark = pytest.mark.django_db
 
@@ -114,10 +122,28 @@ def test_a_rule_of_another_model_is_not_found(client, ml_engineer, scored_model,
     assert FallbackRule.objects.filter(pk=rule.pk).exists()
 
 
-def test_the_serving_panel_links_to_the_page(client, data_scientist, scored_model):
+def test_the_serving_panel_shows_the_last_hour_per_version_and_links_to_the_page(
+    client, data_scientist, scored_model
+):
+    now = timezone.now()
+    services.logs_write(
+        [entry(scored_model, at=now - timedelta(minutes=5), version=1, status="fallback"),
+         entry(scored_model, at=now - timedelta(minutes=4), version=1),
+         entry(scored_model, at=now - timedelta(minutes=3), version=2),
+         entry(scored_model, at=now - timedelta(minutes=3), version=2, environment="staging"),
+         entry(scored_model, at=now - timedelta(minutes=90), version=1)]
+    )  # fmt: skip
     client.force_login(data_scientist)
     response = client.get(reverse("serving:model-panel", args=[scored_model.name]))
-    assert reverse("serving:thresholds", args=[scored_model.name]) in response.content.decode()
+    html = response.content.decode()
+    assert reverse("serving:thresholds", args=[scored_model.name]) in html
+    last_hour = re.search(r'data-testid="serving-last-hour">(.*?)</dd>', html, re.S).group(1)
+    assert " ".join(last_hour.split()) == "3 scored, 33% answered by the rules"
+    chart = json.loads(re.search(r'id="serving-chart-data"[^>]*>(.*?)</script>', html, re.S).group(1))
+    assert [trace["name"] for trace in chart["data"]] == [
+        "v1 requests/s", "v1 p99 latency (ms)", "v2 requests/s", "v2 p99 latency (ms)"
+    ]  # fmt: skip
+    assert sum(chart["data"][0]["y"]) * 60 == pytest.approx(2, abs=0.1)  # requests/s rounded to 3 places
 
 
 # --- thresholds ----------------------------------------------------------------------------------
