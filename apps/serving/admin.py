@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from hafnium_portal.errors import DomainError
 
 from . import services
-from .models import BreakerTransition, FallbackRule, ServingPolicy
+from .models import BreakerTransition, FallbackRule, RoutingTable, ServingPolicy
 
 
 class ServingPolicyForm(forms.ModelForm):
@@ -78,6 +78,23 @@ class FallbackRuleAdmin(admin.ModelAdmin):
 class BreakerTransitionAdmin(admin.ModelAdmin):
     list_display = ["model", "version", "from_state", "to_state", "reason", "at"]
     list_filter = ["model", "to_state"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RoutingTable)
+class RoutingTableAdmin(admin.ModelAdmin):
+    """Read only: tables change through routes_set (rollouts), which audits and publishes them."""
+
+    list_display = ["model", "environment", "revision", "weights", "reason", "created_by", "created_at"]
+    list_filter = ["environment", "model"]
 
     def has_add_permission(self, request):
         return False

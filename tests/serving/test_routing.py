@@ -155,3 +155,12 @@ def test_beat_and_a_worker_heal_a_table_redis_lost(serving, ml_engineer, start_c
     worker = start_celery("worker", env=env)
     start_celery("beat", env=env)
     worker.wait_for(lambda: redis_table(serving.name) == {"revision": "1", "1": "7000", "2": "3000"})
+
+
+def test_the_serving_panel_shows_the_production_table_in_percent(serving, client, data_scientist):
+    serving.add_version(2)
+    routes_publish(serving.name, "production", 1, {1: 9500, 2: 500})
+    client.force_login(data_scientist)
+    response = client.get(f"/serving/models/{serving.name}/panel")
+    assert response.status_code == 200
+    assert "v1 (95%), v2 (5%)" in response.content.decode()
