@@ -12,6 +12,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.accounts.services import SYSTEM_USERNAME
 from apps.audit.services import audit_record
 from hafnium_portal.enqueue import enqueue_on_commit
 from hafnium_portal.errors import Conflict, DomainError
@@ -120,7 +121,9 @@ def alert_raise(
     _check_text("link", link, 500, required=False)
     if "\x00" in detail:
         raise DomainError("An alert's detail cannot hold a NUL byte.")
-    if link and not link.startswith(("/", "https://", "http://")):
+    # A path of the portal; not "//host" nor "/" and a backslash, which browsers read as another site.
+    portal_path = link.startswith("/") and not link.startswith(("//", "/\\"))
+    if link and not (portal_path or link.startswith(("https://", "http://"))):
         raise DomainError("An alert's link is a portal path (/...) or an http(s) URL.")
     now = timezone.now()
     with transaction.atomic():
@@ -182,9 +185,10 @@ def alert_acknowledge(*, alert: Alert, actor, note: str = "") -> Alert:
 
 
 def alert_resolve(*, source: str, key: str, actor=None, note: str = "") -> Alert | None:
-    """The condition cleared (a program says so, actor None) or a person closes it: the open alert of
-    (source, key) is resolved; None when there is none open. A person must be allowed to respond."""
-    if actor is not None and not may_respond(actor):
+    """The condition cleared (a program says so: actor None or the portal's system actor) or a person
+    closes it: the open alert of (source, key) is resolved; None when there is none open. A person must
+    be allowed to respond."""
+    if actor is not None and getattr(actor, "username", "") != SYSTEM_USERNAME and not may_respond(actor):
         raise PermissionDenied(RESPOND_REFUSED)
     _check_text("note", note, 2000, required=False)
     with transaction.atomic():

@@ -72,6 +72,14 @@ def test_a_resolved_alert_raised_again_is_a_new_alert(fraud_model):
     assert Alert.objects.filter(source=first.source, key=first.key).count() == 2
 
 
+def test_the_system_actor_resolves_what_a_program_raised(db):
+    from apps.accounts.services import system_actor
+
+    alert = _raise()
+    resolved = services.alert_resolve(source=alert.source, key=alert.key, actor=system_actor())
+    assert (resolved.state, resolved.resolved_by.username) == ("resolved", "hafnium-system")
+
+
 def test_resolving_what_is_not_open_is_nothing(db):
     assert services.alert_resolve(source="serving.breaker", key="nothing:1") is None
 
@@ -121,6 +129,8 @@ def test_only_responders_acknowledge_or_resolve(request, person):
         ({"key": "a\x00b"}, "key"),
         ({"title": "t" * 301}, "title"),
         ({"link": "javascript:alert(1)"}, "link"),
+        ({"link": "//evil.example/x"}, "link"),
+        ({"link": "/\\evil.example/x"}, "link"),
         ({"detail": "\x00"}, "detail"),
     ],
 )
@@ -131,7 +141,7 @@ def test_a_malformed_alert_is_refused_naming_the_field(db, fields, message):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_racing_raises_of_one_alert_make_one_alert_counted_twice_and_one_mail(oncall, celery_eager):
+def test_racing_raises_of_one_alert_make_one_alert_counted_four_times_and_one_mail(oncall, celery_eager):
     """Two processes raising the same alert at once: the partial unique constraint lets one create it,
     the other counts as its repeat (PostgreSQL, real threads, each with its own connection)."""
     if connection.vendor != "postgresql":

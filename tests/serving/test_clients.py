@@ -107,12 +107,12 @@ def test_serving_panel_is_hidden_from_other_teams_and_anonymous(as_person, fraud
 
 
 def test_open_breaker_banner_on_every_page(as_person, fraud_model):
-    from django.utils import timezone
+    """The breaker opening raises a page alert: the banner of every page (from the alerts app) shows it."""
+    from apps.serving.services import breaker_event_record
 
-    from apps.serving.models import BreakerTransition
-
-    BreakerTransition.objects.create(model=fraud_model, version=1, from_state="closed", to_state="open",
-                                     reason="5 failures", at=timezone.now(), event_id="1-0")  # fmt: skip
-    page = as_person("manager").get("/")
-    assert b"open-breaker-banner" in page.content
-    assert f"{fraud_model.name} v1".encode() in page.content
+    fields = {"model": fraud_model.name, "version": "1", "from_state": "closed", "to_state": "open",
+              "reason": "5 failures", "at": "1764748800000", "host": "test"}  # fmt: skip
+    breaker_event_record(event_id="1-0", fields=fields)
+    page = as_person("manager").get("/models/")
+    assert b'data-testid="paging-banner"' in page.content
+    assert f"Circuit breaker open: {fraud_model.name} v1".encode() in page.content
