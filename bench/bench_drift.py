@@ -139,6 +139,7 @@ def postgres_window(current: dict[str, np.ndarray], references: dict) -> tuple[f
     from django.utils import timezone
 
     from apps.registry.models import ModelVersion, RegisteredModel
+    from apps.serving import partitions
     from apps.serving.models import PredictionLog
     from apps.serving.selectors import log_window
 
@@ -151,6 +152,7 @@ def postgres_window(current: dict[str, np.ndarray], references: dict) -> tuple[f
     rows = len(current[names[0]])
     end = timezone.now()
     matrix = np.column_stack([current[name] for name in names])
+    partitions.partitions_ensure({(end - timedelta(seconds=1)).date(), end.date()})
     try:
         with (
             connection.cursor() as cursor,
