@@ -1,5 +1,6 @@
 """Admin for monitoring. Drift: a model's monitoring policy changes by publishing a new version (audited);
-drift run schedules are django-celery-beat's periodic tasks ("drift run: <model>"), edited there."""
+drift run schedules are django-celery-beat's periodic tasks ("drift run: <model>"), edited there. SLOs: a
+model's objectives change by setting a new version (audited)."""
 
 from django import forms
 from django.contrib import admin
@@ -7,8 +8,9 @@ from django.core.exceptions import ValidationError
 
 from hafnium_portal.errors import DomainError
 
-from .models import DriftRun, MonitoringPolicy
+from .models import DriftRun, MonitoringPolicy, SLOObjective
 from .services.drift_policy import POLICY_FIELDS, policy_publish, policy_validate
+from .services.slo import slo_objective_set, slo_objective_validate
 
 
 class MonitoringPolicyForm(forms.ModelForm):
@@ -66,3 +68,49 @@ class DriftRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- SLOs ------------------------------------------------------------------------------------------
+
+
+class SLOObjectiveForm(forms.ModelForm):
+    class Meta:
+        model = SLOObjective
+        fields = ["model", "availability", "latency_ms", "latency_quantile", "min_events", "note"]
+
+    def clean(self):
+        cleaned = super().clean()
+        try:  # refused objectives are a form error; they are published in save_model
+            slo_objective_validate(
+                availability=cleaned.get("availability") or 0,
+                latency_ms=cleaned.get("latency_ms") or 0,
+                latency_quantile=cleaned.get("latency_quantile") or 0,
+                min_events=cleaned.get("min_events") or 0,
+            )
+        except DomainError as exc:
+            raise ValidationError(str(exc)) from exc
+        return cleaned
+
+
+@admin.register(SLOObjective)
+class SLOObjectiveAdmin(admin.ModelAdmin):
+    """Objectives are never edited: "add" sets the model's next version, older ones stay for the record."""
+
+    form = SLOObjectiveForm
+    list_display = ["model", "version", "availability", "latency_ms", "latency_quantile", "min_events",
+                    "created_by", "created_at"]  # fmt: skip
+    list_filter = ["model"]
+    readonly_fields = ["version", "created_by", "created_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def save_model(self, request, obj, form, change):
+        published = slo_objective_set(actor=request.user, **form.cleaned_data)
+        obj.pk, obj.version = published.pk, published.version

@@ -59,7 +59,8 @@ def availability_figure(buckets, objectives: slo.Objectives) -> dict:
                 x=x,
                 y=_values(available * 100),
                 name="availability %",
-                mode="lines",
+                mode="lines+markers",
+                marker={"size": 3},
                 line={"color": COLOURS["availability"]},
                 connectgaps=False,
             ),
@@ -67,7 +68,8 @@ def availability_figure(buckets, objectives: slo.Objectives) -> dict:
                 x=x,
                 y=_values(fast * 100),
                 name=f"requests under {objectives.latency_ms:g} ms %",
-                mode="lines",
+                mode="lines+markers",
+                marker={"size": 3},
                 line={"color": COLOURS["latency"]},
                 connectgaps=False,
             ),
@@ -179,28 +181,39 @@ def burn_rates(buckets, objectives: slo.Objectives) -> dict[str, list[dict]]:
 
 
 def burn_rate_figure(rates: dict[str, list[dict]], rules=slo.DEFAULT_RULES) -> dict:
-    """Burn rate per window, per SLO (log scale), with each rule's factor as a line."""
+    """Burn rate per window, per SLO, on a log scale (a burn of 0 has no bar), with each rule's factor as
+    a line across the windows."""
+    burns = [row["burn"] for rows in rates.values() for row in rows]
     traces = [
         go.Bar(
             x=[row["window"] for row in rows],
-            y=_values([row["burn"] for row in rows]),
+            y=[value if value and value > 0 else None for value in _values([row["burn"] for row in rows])],
             name=f"{name} burn rate",
             marker={"color": COLOURS[name]},
         )
         for name, rows in rates.items()
     ]
-    figure = go.Figure(traces)
-    for factor in sorted({rule.factor for rule in rules}):
+    windows = [row["window"] for row in next(iter(rates.values()))]
+    for factor in sorted({rule.factor for rule in rules}, reverse=True):
         severity = next(rule.severity for rule in rules if rule.factor == factor)
-        figure.add_hline(
-            y=factor,
-            line={"dash": "dash", "color": COLOURS["zero"] if severity == slo.PAGE else "#fd7e14"},
-            annotation_text=f"{factor:g}x {severity}",
-            annotation_position="top left",
+        traces.append(
+            go.Scatter(
+                x=[windows[0], windows[-1]],
+                y=[factor, factor],
+                mode="lines",
+                name=f"{factor:g}x: {severity}",
+                line={"dash": "dash", "color": COLOURS["zero"] if severity == slo.PAGE else "#fd7e14"},
+            )
         )
+    highest = max([value for value in burns if np.isfinite(value)] + [max(rule.factor for rule in rules)])
+    figure = go.Figure(traces)
     figure.update_layout(
         **LAYOUT,
         barmode="group",
-        yaxis={"title": {"text": "burn rate (1 = budget spent in 30 d)"}, "type": "log"},
+        yaxis={
+            "title": {"text": "burn rate (1: budget spent in 30 d)"},
+            "type": "log",
+            "range": [-2, float(np.log10(highest * 3))],  # log axes take their range in powers of 10
+        },
     )
     return _plain(figure)

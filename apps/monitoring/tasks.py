@@ -1,13 +1,4 @@
-"""Celery entry points of monitoring (drift's are in tasks_drift, imported here for autodiscovery)."""
+"""Celery entry points of monitoring, found by the worker's autodiscovery (drift: tasks_drift, SLOs:
+tasks_slo)."""
 
-from celery import shared_task
-
-from . import tasks_drift  # noqa: F401
-from .services.slo import slo_evaluate
-
-
-@shared_task(acks_late=True, soft_time_limit=50, time_limit=55)
-def evaluate_slos() -> int:
-    """Beat, every minute: roll the request log up and evaluate every production model's SLOs (burn-rate
-    alerts fire and resolve). Safe to run twice: the minute is claimed first. The number of models."""
-    return len(slo_evaluate())
+from . import tasks_drift, tasks_slo  # noqa: F401

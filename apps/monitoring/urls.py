@@ -1,4 +1,4 @@
-"""Monitoring's pages: drift reports (views_drift) and SLO dashboards (views_slo)."""
+"""Monitoring's pages: drift reports (views_drift), SLO dashboards (views_slo)."""
 
 from django.urls import path
 

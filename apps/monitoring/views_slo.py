@@ -14,7 +14,7 @@ from .selectors_slo import slo_dashboard
 def dashboard(request, name: str):
     model = model_for_user(request.user, name)  # 404 for a model the user may not see
     now = timezone.now()
-    data = slo_dashboard(model, now=now)
+    data = slo_dashboard(request.user, model, now=now)
     objectives = data["objectives"].objectives
     context = {"model": model, "now": now, **data}
     if data["has_traffic"]:

@@ -125,7 +125,9 @@ def test_burn_rate_chart_and_burndown(client, manager, burning):
     bars = {trace["name"]: dict(zip(trace["x"], trace["y"], strict=True)) for trace in burn["data"]}
     assert bars["availability burn rate"]["5 min"] == pytest.approx(100.0)
     assert bars["availability burn rate"]["1 h"] == pytest.approx(100.0)
-    assert bars["latency burn rate"]["1 h"] == 0
+    assert bars["latency burn rate"]["1 h"] is None  # a burn of 0 has no bar on a log axis
+    assert list(bars["14.4x: page"].values()) == [14.4, 14.4]
+    assert list(bars["1x: ticket"].values()) == [1.0, 1.0]
     burndown = _figure(html, "figure-burndown")
     error_budget = burndown["data"][0]
     assert error_budget["y"][-1] == pytest.approx((1 - 120 / 1001.21) * 100)
@@ -214,3 +216,35 @@ def test_home_page_queries_do_not_grow_with_models(client, manager, burning, dja
         response = client.get(reverse("home"))
     assert len(_slo_card(client)[1]["slo_rows"]) == 16
     assert response.status_code == 200
+
+
+def test_dashboard_lists_the_open_slo_alerts_of_the_model(client, manager, burning):
+    from apps.alerts.models import Alert
+
+    client.force_login(manager)
+    html = client.get(reverse(DASHBOARD, args=[burning.name])).content.decode()
+    alert = Alert.objects.get(source="slo")
+    assert html.count('data-testid="slo-open-alert"') == 1
+    assert reverse("alerts:detail", args=[alert.pk]) in html
+
+
+def test_model_page_links_to_its_slo_dashboard(client, manager, fraud_model):
+    client.force_login(manager)
+    page = client.get(reverse("registry:model-detail", args=[fraud_model.name])).content.decode()
+    assert reverse(DASHBOARD, args=[fraud_model.name]) in page
+
+
+def test_dashboard_of_a_model_never_in_production_says_so(client, manager, other_model):
+    client.force_login(manager)
+    html = client.get(reverse(DASHBOARD, args=[other_model.name])).content.decode()
+    assert "No version in Production." in html
+    assert 'data-testid="slo-empty"' in html
+
+
+def test_dashboard_queries_do_not_grow_with_traffic(client, manager, burning, django_assert_max_num_queries):
+    every_minute(burning, minutes=120, end=MINUTE - timedelta(hours=2), requests=5, version=2)
+    slo_evaluate(now=NOW + timedelta(minutes=1))
+    client.force_login(manager)
+    with django_assert_max_num_queries(25):
+        response = client.get(reverse(DASHBOARD, args=[burning.name]))
+    assert sorted(response.context["versions"]) == [1, 2]

@@ -4,13 +4,14 @@ the burn-rate alerts firing and resolving through the alerts app (never on low t
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 
 from apps.alerts.models import Alert
 from apps.audit.models import AuditEvent
 from apps.monitoring.models import SLOMinute, SLOObjective, SLOStatus
 from apps.monitoring.selectors_slo import latency_quantile, slo_buckets
 from apps.monitoring.services.slo import slo_evaluate, slo_objective_set, slo_rollup
-from apps.monitoring.tasks import evaluate_slos
+from apps.monitoring.tasks_slo import evaluate_slos
 from apps.registry.models import Stage
 from hafnium_portal.errors import DomainError
 
@@ -267,3 +268,17 @@ def test_impossible_objectives_are_refused(fraud_model, ml_engineer, availabilit
         slo_objective_set(actor=ml_engineer, model=fraud_model, availability=availability,
                           latency_ms=latency_ms, min_events=min_events)  # fmt: skip
     assert not SLOObjective.objects.exists()
+
+
+def test_admin_sets_objectives_as_a_new_version_and_refuses_impossible_ones(client, admin_user, fraud_model):
+    client.force_login(admin_user)
+    url = reverse("admin:monitoring_sloobjective_add")
+    form = {"model": fraud_model.pk, "availability": "0.995", "latency_ms": "150", "latency_quantile": "0.99",
+            "min_events": "100", "note": "the scorer is slower since v4"}  # fmt: skip
+    assert client.post(url, form).status_code == 302
+    response = client.post(url, {**form, "availability": "1.5"})
+    assert response.status_code == 200
+    assert "SLO targets must be in (0, 1)" in response.content.decode()
+    objective = SLOObjective.objects.get()
+    assert (objective.version, objective.latency_ms, objective.created_by) == (1, 150.0, admin_user)
+    assert AuditEvent.objects.filter(action="monitoring.slo_objective_set").count() == 1

@@ -23,6 +23,7 @@ from hafnium_portal.errors import DomainError
 from .. import slo
 from ..models import SLOMinute, SLOObjective, SLOStatus, SLOTick
 from ..selectors_slo import (
+    ALERT_SOURCE,
     PRODUCTION,
     floor_minute,
     log_minutes,
@@ -31,7 +32,6 @@ from ..selectors_slo import (
     slo_buckets,
 )
 
-ALERT_SOURCE = "slo"
 SLOS = ("availability", "latency")
 # A log batch committed out of id order (two writers) lands in these last minutes: they are re-read
 # every tick, so such a batch is counted even though its ids are below the watermark.
@@ -41,6 +41,20 @@ KEEP = WINDOW + timedelta(days=1)  # minutes older than this are deleted from th
 
 
 # --- objectives -------------------------------------------------------------------------------------
+
+
+def slo_objective_validate(
+    *, availability: float, latency_ms: float, latency_quantile: float, min_events: int
+) -> None:
+    """Raise DomainError, saying why, for objectives that cannot be met or measured."""
+    try:
+        slo.Objectives(availability=availability, latency_ms=latency_ms, latency_quantile=latency_quantile)
+    except ValueError as exc:
+        raise DomainError(str(exc)) from exc
+    if not (math.isfinite(latency_ms) and latency_ms > 0):
+        raise DomainError("The latency objective must be a positive number of milliseconds.")
+    if min_events < 1:
+        raise DomainError("A burn-rate rule needs at least one request in its windows.")
 
 
 def slo_objective_set(
@@ -54,14 +68,12 @@ def slo_objective_set(
     note: str = "",
 ) -> SLOObjective:
     """A new version of the model's objectives (the old ones stay, for the record); audited."""
-    try:
-        slo.Objectives(availability=availability, latency_ms=latency_ms, latency_quantile=latency_quantile)
-    except ValueError as exc:
-        raise DomainError(str(exc)) from exc
-    if not (math.isfinite(latency_ms) and latency_ms > 0):
-        raise DomainError("The latency objective must be a positive number of milliseconds.")
-    if min_events < 1:
-        raise DomainError("A burn-rate rule needs at least one request in its windows.")
+    slo_objective_validate(
+        availability=availability,
+        latency_ms=latency_ms,
+        latency_quantile=latency_quantile,
+        min_events=min_events,
+    )
     with transaction.atomic():
         RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()  # one version at a time
         latest = SLOObjective.objects.filter(model=model).aggregate(Max("version"))["version__max"] or 0
