@@ -69,8 +69,8 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.outbox",
     "apps.alerts",
-    "apps.deployments",
     "apps.monitoring",
+    "apps.deployments",
 ]
 
 MIDDLEWARE = [
@@ -104,7 +104,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.navigation.navigation",
                 "apps.governance.context.inbox",
-                "apps.serving.views.open_breakers",
+                "apps.alerts.context.alerts",
             ],
         },
     },
@@ -303,8 +303,19 @@ SERVING_LOAD_RETRY = env.float("SERVING_LOAD_RETRY", default=30.0)
 SERVING_MAX_LOADED = env.int("SERVING_MAX_LOADED", default=8)
 # The prediction log stream is capped at about this many entries (oldest dropped if the writer stops).
 SERVING_LOG_STREAM_MAXLEN = env.int("SERVING_LOG_STREAM_MAXLEN", default=1_000_000)
-# Prediction logs older than this many days are dropped by `serving_log_writer` (0: kept forever).
+# Prediction logs older than this many days are dropped by the `serving-logs-maintain` beat task (0: kept
+# forever): on PostgreSQL a day's partition is dropped once the whole day is past the retention.
 SERVING_LOG_RETENTION_DAYS = env.int("SERVING_LOG_RETENTION_DAYS", default=90)
+# PostgreSQL: the beat task keeps the partitions of today and this many days ahead created.
+SERVING_LOG_PARTITIONS_AHEAD = env.int("SERVING_LOG_PARTITIONS_AHEAD", default=7)
+# PostgreSQL's work_mem for a read of a window of prediction logs (selectors.log_window): enough to
+# aggregate the window in memory (about 250 MB a million logs with 10 features).
+SERVING_LOG_READ_WORK_MEM = env.str("SERVING_LOG_READ_WORK_MEM", default="256MB")
+CELERY_BEAT_SCHEDULE["serving-logs-maintain"] = {
+    "task": "apps.serving.tasks.logs_maintain",
+    "schedule": 3600,
+    "options": {"expires": 3600},
+}
 # Every routing table in force is published from PostgreSQL to Redis again this often (a Redis that
 # restarted empty routes by the database's tables again within this time).
 SERVING_ROUTES_PUBLISH_INTERVAL = env.int("SERVING_ROUTES_PUBLISH_INTERVAL", default=60)
@@ -334,21 +345,6 @@ ALERTS_WEBHOOK_SECRET = env.str("ALERTS_WEBHOOK_SECRET", default=GOVERNANCE_WEBH
 if ALERTS_WEBHOOK_URL and not ALERTS_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ALERTS_WEBHOOK_URL is set: ALERTS_WEBHOOK_SECRET must be set too.")
 
-# --- monitoring: SLOs of the production models (apps/monitoring/slo.py; per model: SLOObjective) ---
-
-# The defaults a model is held to until it has objectives of its own: the design's availability 99.9%
-# (errors < 0.1%) and p99 latency 100 ms, over 30 days; a burn-rate rule needs SLO_MIN_EVENTS requests
-# in each of its windows before it may fire (low traffic is said, not paged).
-SLO_AVAILABILITY_TARGET = env.float("SLO_AVAILABILITY_TARGET", default=0.999)
-SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
-SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
-SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
-CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
-    "task": "apps.monitoring.tasks_slo.evaluate_slos",
-    "schedule": 60,
-    "options": {"expires": 60},
-}
-
 # --- monitoring: drift runs (apps/monitoring) -------------------------------------------------
 
 # A drift run reads its window in chunks of about this many rows, summarised on several workers.
@@ -362,6 +358,21 @@ CELERY_BEAT_SCHEDULE["drift-schedules"] = {
     "task": "apps.monitoring.tasks_drift.drift_schedules_sweep",
     "schedule": 300,
     "options": {"expires": 300},
+}
+
+# --- monitoring: SLOs of the production models (apps/monitoring/slo.py; per model: SLOObjective) ---
+
+# The defaults a model is held to until it has objectives of its own: the design's availability 99.9%
+# (errors < 0.1%) and p99 latency 100 ms, over 30 days; a burn-rate rule needs SLO_MIN_EVENTS requests
+# in each of its windows before it may fire (low traffic is said, not paged).
+SLO_AVAILABILITY_TARGET = env.float("SLO_AVAILABILITY_TARGET", default=0.999)
+SLO_LATENCY_MS = env.float("SLO_LATENCY_MS", default=100.0)
+SLO_LATENCY_QUANTILE = env.float("SLO_LATENCY_QUANTILE", default=0.99)
+SLO_MIN_EVENTS = env.int("SLO_MIN_EVENTS", default=100)
+CELERY_BEAT_SCHEDULE["slo-evaluate"] = {
+    "task": "apps.monitoring.tasks_slo.evaluate_slos",
+    "schedule": 60,
+    "options": {"expires": 60},
 }
 
 # --- auth --------------------------------------------------------------------------------------
