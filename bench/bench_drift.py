@@ -13,7 +13,11 @@ For each window, every feature gets KS (statistic and p-value), PSI and JS over 
 - ours, warm: references built once beforehand (`drift.build_reference`, as a drift run gets them from the
   training run), then `summarise` + `compare_summaries`: what a scheduled run costs;
 - ours, chunked: the window cut into --chunks pieces, each summarised alone (as on several workers),
-  the summaries added and compared: must give exactly the warm result.
+  the summaries added and compared: must give exactly the warm result;
+- with --postgres (DATABASE_URL naming a migrated PostgreSQL database): the window is first written as
+  prediction logs (not timed; removed at the end) and read back the way a drift run reads it,
+  `apps.serving.selectors.log_window`, then summarised and compared: "read s" + "stats s" is what a
+  one-chunk drift run costs (a chord splits the read over workers); its result must equal the warm one.
 
 The bench exits with 1 if the results disagree: KS statistics must equal scipy's to 1e-12, PSI and JS
 must equal the naive ones to 1e-9 (the features are continuous, so no value sits on a decile, where
@@ -25,6 +29,7 @@ reports to) of one more pass of each, above the data itself.
 
 import argparse
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -119,6 +124,63 @@ def disagreements(ours: dict[str, tuple], theirs: dict[str, tuple]) -> list[str]
     return problems
 
 
+def postgres_window(current: dict[str, np.ndarray], references: dict) -> tuple[float, float, dict]:
+    """Write the window as prediction logs, read it back with log_window, summarise and compare."""
+    import json
+    import os
+    import uuid
+    from datetime import timedelta
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hafnium_portal.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.utils import timezone
+
+    from apps.registry.models import ModelVersion, RegisteredModel
+    from apps.serving import partitions
+    from apps.serving.models import PredictionLog
+    from apps.serving.selectors import log_window
+
+    if connection.vendor != "postgresql":
+        sys.exit("--postgres: set DATABASE_URL to a migrated PostgreSQL database")
+    names = sorted(current)
+    signature = {"inputs": json.dumps([{"type": "double", "name": name, "required": True} for name in names])}
+    model = RegisteredModel.objects.create(name=f"bench-drift-{uuid.uuid4().hex[:8]}")
+    ModelVersion.objects.create(model=model, version=1, signature=signature, registered_at=timezone.now())
+    rows = len(current[names[0]])
+    end = timezone.now()
+    matrix = np.column_stack([current[name] for name in names])
+    partitions.partitions_ensure({(end - timedelta(seconds=1)).date(), end.date()})
+    try:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY serving_predictionlog (request_id, transaction_id, entity_id, model_id, version, "
+                "numeric_features, categorical_features, score, decision, fallback, latency_ms, status, "
+                "created_at, environment) FROM STDIN"
+            ) as copy,
+        ):
+            for i in range(rows):
+                copy.write_row(
+                    (f"bench-{model.pk}-{i}", f"t-{i}", "", model.pk, 1, matrix[i].tolist(), [], 0.1,
+                     "approve", False, 1.0, "ok", end - timedelta(microseconds=rows - i), "production")
+                )  # fmt: skip
+        started = time.perf_counter()
+        window = log_window(model, since=end - timedelta(days=1), until=end + timedelta(seconds=1), version=1)
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        summaries = {name: built.summarise(window.numeric[name]) for name, built in references.items()}
+        results = drift.compare_summaries(references, summaries)
+        statistics = time.perf_counter() - started
+        assert window.n == rows
+    finally:
+        PredictionLog.objects.filter(model=model).delete()
+        model.delete()
+    return read, statistics, results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="current window rows")
@@ -126,6 +188,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}, one repeat")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also read each window from PostgreSQL (DATABASE_URL)"
+    )
     options = parser.parse_args()
     sizes = options.sizes or (QUICK_SIZES if options.quick else DEFAULT_SIZES)
     repeats = 1 if options.quick else options.repeats
@@ -143,8 +208,10 @@ def main() -> int:
     print(
         "| window rows | naive s | ours cold s | ours warm s | chunked s | naive / warm | naive / cold "
         "| naive MiB | warm MiB | agree |"
+        + (" PostgreSQL read s | stats s | read + stats s |" if options.postgres else "")
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"
+          + (" ---: | ---: | ---: |" if options.postgres else ""))  # fmt: skip
     failed = False
     for size in sizes:
         current = generate(size, rng, drifted=True)
@@ -157,6 +224,12 @@ def main() -> int:
         problems = disagreements(as_tuples(ours), theirs) + disagreements(as_tuples(cold), theirs)
         if merged != ours:
             problems.append("the chunked result differs from the whole window's")
+        database = ""
+        if options.postgres:
+            read, statistics, from_database = postgres_window(current, references)
+            if from_database != ours and as_tuples(from_database) != as_tuples(ours):
+                problems.append("the window read from PostgreSQL gives another result")
+            database = f" {read:.3f} | {statistics:.3f} | {read + statistics:.3f} |"
         flagged = sorted(name for name, result in ours.items() if result.verdict == drift.DRIFT)
         if flagged != sorted(DRIFTED):
             problems.append(f"flagged {flagged}, drift was injected in {sorted(DRIFTED)}")
@@ -164,7 +237,7 @@ def main() -> int:
             f"| {size:,} | {seconds_naive:.3f} | {seconds_cold:.3f} | {seconds_warm:.3f} "
             f"| {seconds_chunked:.3f} "
             f"| {seconds_naive / seconds_warm:.1f} | {seconds_naive / seconds_cold:.1f} "
-            f"| {memory_naive:.0f} | {memory_warm:.0f} | {'yes' if not problems else 'NO'} |",
+            f"| {memory_naive:.0f} | {memory_warm:.0f} | {'yes' if not problems else 'NO'} |{database}",
             flush=True,
         )
         for problem in problems:

@@ -64,6 +64,8 @@ def _report_context(run: DriftRun) -> dict:
         "embedding_charts": [name for name in charts if name.startswith("chart-embedding-")],
         "charts": charts,
         "responses": list(run.responses.all()),
+        "investigations": list(selectors.open_investigations(run.model)),
+        "owners": list(run.model.owners.values_list("username", flat=True)),
         "summary": run.summary or {},
         "policy": run.policy,
     }

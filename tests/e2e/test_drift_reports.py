@@ -17,7 +17,7 @@ def test_manager_opens_a_drift_report_and_its_export_opens_offline(
     run = make_run(model, version, verdict="drift")
 
     errors = []
-    page.on("pageerror", errors.append)
+    page.on("pageerror", lambda error: errors.append(str(error)))
     log_in("max")
     card = page.get_by_test_id("card-drift-verdicts")
     expect(card.get_by_test_id("drift-verdict")).to_contain_text("fraud-scorer")

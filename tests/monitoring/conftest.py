@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.registry import gateway
 from apps.registry.models import ModelVersion, Stage
+from apps.serving import partitions
 from apps.serving.management.commands.simulate_traffic import build_requests
 from apps.serving.models import Decision, Feedback, PredictionLog
 from apps.serving.validation import features_of
@@ -74,6 +75,8 @@ def log_traffic(version, frame: pd.DataFrame, *, end=None, minutes: float = 60.0
                 embedding=None if embedding is None else embedding[i].tolist(),
             )
         )
+    if partitions.partitioned():  # the log is partitioned by day: make the window's days first
+        partitions.partitions_ensure({row.created_at.astimezone(UTC).date() for row in rows})
     PredictionLog.objects.bulk_create(rows, batch_size=2000)
     return scores
 

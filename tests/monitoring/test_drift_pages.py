@@ -93,6 +93,16 @@ def test_the_list_shows_the_reports_of_visible_models_only(as_person, report, pe
     assert (f'href="/monitoring/drift/runs/{report.pk}/"'.encode() in response.content) is listed
 
 
+def test_an_open_investigation_is_shown_on_the_report(as_person, report, data_scientist):
+    from apps.monitoring.models import Investigation
+
+    report.model.owners.add(data_scientist)
+    Investigation.objects.create(model=report.model, run=report, reason="prediction shift: mean score +50%")
+    response = as_person("manager").get(f"/monitoring/drift/runs/{report.pk}/")
+    assert b'data-testid="investigations"' in response.content
+    assert b"owners of fraud-scorer (dana)" in response.content
+
+
 def test_the_export_is_one_self_contained_html_file(as_person, report):
     response = as_person("manager").get(f"/monitoring/drift/runs/{report.pk}/export")
 
