@@ -8,13 +8,15 @@ from playwright.sync_api import expect
 from tests.conftest import PEOPLE
 
 # What each role finds in the navigation: the pages that exist for it, no others.
+# What runs after the approvals: every role may look (each page shows only the models one may see).
+WATCH = ["Deployments", "Drift", "Alerts"]
 NAVIGATION_OF = {
-    "data_scientist": ["Home", "Models", "My requests", "Teams", "API"],
-    "ds_lead": ["Home", "Models", "Approvals", "My requests", "Teams", "API"],
-    "ml_engineer": ["Home", "Models", "Approvals", "Teams", "API"],
-    "model_risk": ["Home", "Models", "Approvals", "Audit", "Teams", "API"],
-    "compliance": ["Home", "Models", "Approvals", "Audit", "Teams", "API"],
-    "manager": ["Home", "Models", "Audit", "Teams", "API"],
+    "data_scientist": ["Home", "Models", "My requests", *WATCH, "Teams", "API"],
+    "ds_lead": ["Home", "Models", "Approvals", "My requests", *WATCH, "Teams", "API"],
+    "ml_engineer": ["Home", "Models", "Approvals", *WATCH, "Teams", "API"],
+    "model_risk": ["Home", "Models", "Approvals", *WATCH, "Audit", "Teams", "API"],
+    "compliance": ["Home", "Models", "Approvals", *WATCH, "Audit", "Teams", "API"],
+    "manager": ["Home", "Models", *WATCH, "Audit", "Teams", "API"],
 }
 
 

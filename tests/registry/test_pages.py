@@ -359,7 +359,9 @@ def test_model_page_queries_do_not_grow_with_the_versions(
             fraud_model, number, dataset=fraud_model.versions.first().dataset, creator=data_scientist
         )
     client.force_login(data_scientist)
-    with django_assert_max_num_queries(15):  # 14, plus the open-breaker banner of every page
+    # 21, whatever the number of versions: the page, the alerts badge and banner, the traffic panel. The
+    # visible-models subquery is evaluated once per panel (7 times): a per-request cache would save 6.
+    with django_assert_max_num_queries(21):
         response = client.get(reverse("registry:model-detail", args=["fraud-scorer"]))
     assert len(response.context["page"].object_list) == 24
 

@@ -125,6 +125,7 @@ def test_seed_demo_makes_users_and_a_model_in_every_stage_once(
 ):
     from django.contrib.auth import get_user_model
 
+    from apps.deployments.selectors import policy_in_force
     from apps.registry.cards import model_card
 
     settings.VAR_DIR = tmp_path
@@ -138,8 +139,16 @@ def test_seed_demo_makes_users_and_a_model_in_every_stage_once(
         get_user_model().objects.filter(username__in=["data_scientist", "ds_lead", "compliance"]).count() == 3
     )
 
+    demo_policy = policy_in_force(versions[0].model)
+    assert (demo_policy.model_id, demo_policy.min_samples, demo_policy.analysis_interval_s) == (
+        versions[0].model_id,
+        10,
+        20.0,
+    )
+
     call_command("seed_demo", rows=4_000)  # a second run creates nothing
     assert ModelVersion.objects.filter(model__name="fraud-scorer").count() == 4
+    assert policy_in_force(versions[0].model).version == demo_policy.version
     assert len((tmp_path / "demo-credentials.txt").read_text().splitlines()) == 7
 
 

@@ -5,6 +5,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from apps.accounts.services import DEMO_TEAM, demo_users_ensure
+from apps.deployments.selectors import policy_in_force
+from apps.deployments.services import rollout_policy_publish
 from apps.training.services import DEMO_ROWS, demo_model_ensure
 
 
@@ -42,3 +44,17 @@ class Command(BaseCommand):
         token_file.write_text(out.getvalue().strip() + "\n")
         token_file.chmod(0o600)
         self.stdout.write(f"Scoring client java-backend: its token is in {token_file}.")
+        # The demo traffic (Procfile `traffic`, 10 requests a second) gives a 5 % canary about one answer
+        # every 2 s: the demo model's rollout policy measures every 20 s on 10 answers, so a canary started
+        # from the browser ends in a minute or two. Published once; the admin may change it.
+        model = versions[0].model
+        if policy_in_force(model).model_id is None:
+            rollout_policy_publish(
+                actor=None,
+                model=model,
+                note="demo: sized for the simulator's 10 requests per second",
+                analysis_interval_s=20.0,
+                min_samples=10,
+                score_shift_min_samples=30,
+            )
+            self.stdout.write("Demo rollout policy: a measurement every 20 s on at least 10 canary answers.")
