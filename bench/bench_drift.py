@@ -18,6 +18,14 @@ For each window, every feature gets KS (statistic and p-value), PSI and JS over 
   prediction logs (not timed; removed at the end) and read back the way a drift run reads it,
   `apps.serving.selectors.log_window`, then summarised and compared: "read s" + "stats s" is what a
   one-chunk drift run costs (a chord splits the read over workers); its result must equal the warm one.
+- with --evidently: a second table sets ours beside scipy alone (`ks_2samp` per column, no PSI or JS)
+  and Evidently 0.7.23's DataDriftPreset (KS, PSI and JS on every column, see bench/_evidently_runner.py)
+  on the same tables, one run each. Evidently needs pandas < 3 and pins its own dependencies, so it runs
+  in a venv of its own, created once by the bench (--evidently-venv, default var/bench-evidently-venv;
+  with uv when it is on PATH, else pip), in a subprocess given the tables as an .npz file; the subprocess
+  reports its own time and peak RSS. If the venv cannot be made (no network), the bench says so and
+  goes on without Evidently. Its values are not compared with ours (other bins); the columns it flags are
+  printed.
 
 The bench exits with 1 if the results disagree: KS statistics must equal scipy's to 1e-12, PSI and JS
 must equal the naive ones to 1e-9 (the features are continuous, so no value sits on a decile, where
@@ -28,7 +36,11 @@ reports to) of one more pass of each, above the data itself.
 """
 
 import argparse
+import json
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -39,7 +51,7 @@ from scipy.spatial.distance import jensenshannon
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _setup import best_of, machine
+from _setup import ROOT, best_of, machine
 
 from apps.monitoring import drift
 
@@ -48,6 +60,9 @@ BINS = 10
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
 DRIFTED = {"f03": "mean shift", "f11": "scale change"}
+EVIDENTLY_VERSION = "0.7.23"
+EVIDENTLY = (f"evidently=={EVIDENTLY_VERSION}", "pandas<3")
+RUNNER = Path(__file__).resolve().parent / "_evidently_runner.py"
 
 
 def generate(rows: int, rng: np.random.Generator, *, drifted: bool) -> dict[str, np.ndarray]:
@@ -124,6 +139,44 @@ def disagreements(ours: dict[str, tuple], theirs: dict[str, tuple]) -> list[str]
     return problems
 
 
+def evidently_python(venv: Path) -> Path | None:
+    """The python of a venv holding EVIDENTLY, made on first use and kept; None (and why) if it cannot be."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", f"import evidently; assert evidently.__version__ == {EVIDENTLY_VERSION!r}"]
+    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+        return python
+    print(f"creating {venv} with {' '.join(EVIDENTLY)} (once; kept for later runs)", flush=True)
+    uv = shutil.which("uv")
+    install = [uv, "pip", "install", "--python", str(python)] if uv else [str(python), "-m", "pip", "install"]
+    for command in ([sys.executable, "-m", "venv", str(venv)], [*install, *EVIDENTLY], check):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            print(f"Evidently left out: {' '.join(command[:4])} failed: {' '.join(tail)}", flush=True)
+            return None
+    return python
+
+
+def run_evidently(python: Path, reference: dict[str, np.ndarray], current: dict[str, np.ndarray]) -> dict:
+    """Run bench/_evidently_runner.py in Evidently's venv on these tables; its JSON report."""
+    names = sorted(reference)
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as folder:
+        tables = Path(folder) / "tables.npz"
+        np.savez(
+            tables,
+            names=np.array(names),
+            reference=np.column_stack([reference[name] for name in names]),
+            current=np.column_stack([current[name] for name in names]),
+        )
+        command = [str(python), str(RUNNER), str(tables)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def scipy_ks(reference: dict[str, np.ndarray], current: dict[str, np.ndarray]) -> dict:
+    return {name: stats.ks_2samp(ref, current[name]) for name, ref in reference.items()}
+
+
 def postgres_window(current: dict[str, np.ndarray], references: dict) -> tuple[float, float, dict]:
     """Write the window as prediction logs, read it back with log_window, summarise and compare."""
     import json
@@ -191,6 +244,10 @@ def main() -> int:
     parser.add_argument(
         "--postgres", action="store_true", help="also read each window from PostgreSQL (DATABASE_URL)"
     )
+    parser.add_argument(
+        "--evidently", action="store_true", help="also time scipy's ks_2samp alone and Evidently's preset"
+    )
+    parser.add_argument("--evidently-venv", type=Path, default=ROOT / "var" / "bench-evidently-venv")
     options = parser.parse_args()
     sizes = options.sizes or (QUICK_SIZES if options.quick else DEFAULT_SIZES)
     repeats = 1 if options.quick else options.repeats
@@ -213,6 +270,8 @@ def main() -> int:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"
           + (" ---: | ---: | ---: |" if options.postgres else ""))  # fmt: skip
     failed = False
+    python = evidently_python(options.evidently_venv) if options.evidently else None
+    beside = []  # with --evidently: the second table's rows, printed at the end
     for size in sizes:
         current = generate(size, rng, drifted=True)
         seconds_naive, theirs = best_of(repeats, lambda: naive(reference, current))  # noqa: B023
@@ -243,7 +302,32 @@ def main() -> int:
         for problem in problems:
             print(f"  disagreement: {problem}", file=sys.stderr)
         failed = failed or bool(problems)
+        if options.evidently:
+            seconds_ks, _ = best_of(repeats, lambda: scipy_ks(reference, current))  # noqa: B023
+            row = f"| {size:,} | {seconds_warm:.3f} | {seconds_cold:.3f} | {memory_warm:.0f} "
+            row += f"| {seconds_ks:.3f} |"
+            if python:
+                them = run_evidently(python, reference, current)
+                flags = " / ".join(",".join(columns) or "-" for columns in them["flagged"].values())
+                row += (
+                    f" {them['seconds']:.1f} | {them['peak_rss_mib']:.0f} | {them['rss_growth_mib']:.0f} "
+                    f"| {them['seconds'] / seconds_warm:.0f} | {them['seconds'] / seconds_cold:.0f} "
+                    f"| {flags} |"
+                )
+            beside.append(row)
     print(f"\nflagged as drift in every window: {', '.join(f'{k} ({v})' for k, v in DRIFTED.items())}")
+    if beside:
+        header = "| window rows | ours warm s | ours cold s | ours warm MiB | scipy ks_2samp s |"
+        rule = "| ---: | ---: | ---: | ---: | ---: |"
+        if python:
+            header += (
+                " Evidently s | Evidently peak RSS MiB | RSS growth MiB | Evidently / warm | Evidently / cold"
+                " | Evidently flags (KS / PSI / JS) |"
+            )
+            rule += " ---: | ---: | ---: | ---: | ---: | --- |"
+        which = f"Evidently {EVIDENTLY_VERSION}" if python else "Evidently (left out, see above)"
+        print(f"\nbeside scipy alone and {which}, one run each:\n\n{header}\n{rule}")
+        print("\n".join(beside))
     return 1 if failed else 0
 
 
