@@ -143,7 +143,7 @@ def test_seed_demo_makes_users_and_a_model_in_every_stage_once(
     assert (demo_policy.model_id, demo_policy.min_samples, demo_policy.analysis_interval_s) == (
         versions[0].model_id,
         10,
-        20.0,
+        60.0,
     )
 
     call_command("seed_demo", rows=4_000)  # a second run creates nothing
