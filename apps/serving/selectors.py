@@ -28,14 +28,6 @@ from .models import BreakerTransition, Decision, FallbackRule, Feedback, Predict
 WINDOW = timedelta(hours=1)
 
 
-def open_breakers(limit: int = 500) -> list[BreakerTransition]:
-    """The latest transition of each (model, version) whose breaker is open, as the writer recorded them."""
-    latest: dict[tuple[int, int], BreakerTransition] = {}
-    for transition in BreakerTransition.objects.select_related("model").order_by("-at", "-id")[:limit]:
-        latest.setdefault((transition.model_id, transition.version), transition)
-    return [t for t in latest.values() if t.to_state == "open"]
-
-
 def _breaker_states(model: RegisteredModel, versions: list[int]) -> dict[int, str]:
     from .breaker import Breaker, breaker_key
 

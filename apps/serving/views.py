@@ -164,12 +164,3 @@ def rule_delete(request, name: str, rule_id: int):
         messages.success(request, f"The fallback rule of {model.name} was deleted.")
         return redirect("serving:thresholds", name=model.name)
     return render(request, "serving/rule_delete.html", {"model": model, "rule": rule})
-
-
-def open_breakers(request):
-    """Context processor: the open-breaker banner of every page, for signed-in users."""
-    if not getattr(request, "user", None) or not request.user.is_authenticated:
-        return {}
-    from .selectors import open_breakers as selected
-
-    return {"open_breakers": selected()}
