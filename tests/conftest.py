@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import factory
@@ -245,3 +246,57 @@ def celery_eager():
     app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
     yield app
     app.conf.task_always_eager, app.conf.task_eager_propagates = False, False
+
+
+@contextmanager
+def inference_process(
+    settings, log: Path, *, env: dict | None = None, workers: int = 1, deadline: float = 120, ready=None
+):
+    """gunicorn serving the lean inference entry point on a free port, as production runs it; yields its URL.
+
+    Ready once /healthz answers 200 (and `ready(health_json)` holds, if given); a process that dies or is
+    not ready by the deadline fails the test with the end of its log.
+    """
+    import requests
+
+    from hafnium_portal import embedded_redis
+
+    port = embedded_redis.free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
+        "MLFLOW_ARTIFACT_ROOT": settings.MLFLOW_ARTIFACT_ROOT,
+        # Loading imports MLflow: on a busy machine that can take longer than gunicorn's default timeout.
+        "SERVING_LOAD_WAIT": "240",
+        **(env or {}),
+    }
+    environment.pop("DJANGO_SETTINGS_MODULE", None)
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:hafnium_portal.inference_gunicorn",
+             "hafnium_portal.inference_wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "--timeout", "300", "--no-control-socket"],
+            cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    until = time.monotonic() + deadline
+    while True:
+        try:
+            health = requests.get(f"{base}/healthz", timeout=30)
+            if health.status_code == 200 and (ready is None or ready(health.json())):
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > until:
+            process.kill()
+            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -31,8 +30,7 @@ from apps.serving.models import ServingPolicy
 from apps.serving.routing import routes_key
 from apps.serving.services import scoring_client_create
 from apps.training import synthetic
-from hafnium_portal import embedded_redis
-from tests.conftest import ROOT, database_url_for_subprocess
+from tests.conftest import ROOT, database_url_for_subprocess, inference_process
 from tests.serving.conftest import _training, pyfunc_model, serving_reset  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -138,46 +136,11 @@ def serving(mlflow_store, pyfunc_model, unique_name, team, data_scientist, setti
 @pytest.fixture
 def inference_server(serving, settings, tmp_path):
     """gunicorn serving the lean inference entry point on a free port, as tests/serving runs it."""
-    import requests
-
-    port = embedded_redis.free_port()
     metrics = tmp_path / "prometheus"
     metrics.mkdir()
-    log = tmp_path / "gunicorn.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
-        "MLFLOW_ARTIFACT_ROOT": settings.MLFLOW_ARTIFACT_ROOT,
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-        "SERVING_LOAD_WAIT": "240",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:hafnium_portal.inference_gunicorn",
-             "hafnium_portal.inference_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--timeout", "300", "--no-control-socket"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    with inference_process(settings, tmp_path / "gunicorn.log", env=env) as base:
+        yield base
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ Celery worker (the window cut in chunks: a chord), then alert and roll back thro
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -23,8 +21,7 @@ from apps.serving import hotpath
 from apps.serving.management.commands.simulate_traffic import build_requests
 from apps.serving.models import PredictionLog, ServingPolicy
 from apps.serving.services import scoring_client_create
-from hafnium_portal import embedded_redis
-from tests.conftest import ROOT, database_url_for_subprocess
+from tests.conftest import inference_process
 from tests.serving.conftest import serving_reset
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,42 +36,9 @@ def inference(replaced_production, settings, tmp_path):
         ServingPolicy.objects.create(model=model, version=number, latency_budget_ms=60_000)
     _, token = scoring_client_create(actor=None, name="java-backend")
     serving_reset()
-    port = embedded_redis.free_port()
-    log = tmp_path / "gunicorn.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
-        "MLFLOW_ARTIFACT_ROOT": settings.MLFLOW_ARTIFACT_ROOT,
-        "DATASET_ROOT": settings.DATASET_ROOT,
-        "SERVING_LOAD_WAIT": "240",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:hafnium_portal.inference_gunicorn",
-             "hafnium_portal.inference_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--timeout", "300", "--no-control-socket"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield base, token, model
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    env = {"DATASET_ROOT": settings.DATASET_ROOT}
+    with inference_process(settings, tmp_path / "gunicorn.log", env=env, deadline=180) as base:
+        yield base, token, model
     serving_reset()
 
 

@@ -4,16 +4,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from apps.serving import hotpath
-from hafnium_portal import embedded_redis
-from tests.conftest import ROOT, database_url_for_subprocess
+from tests.conftest import inference_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 JAVA_SOURCE = Path(__file__).parent / "java" / "ScoringContract.java"
@@ -28,48 +25,14 @@ def server_log() -> str:
 def inference_server(serving, settings, tmp_path, request):
     """gunicorn serving hafnium_portal.inference_wsgi on a free port (one worker unless marked)."""
     marker = request.node.get_closest_marker("workers")
-    workers = str(marker.args[0]) if marker else "1"
-    port = embedded_redis.free_port()
+    workers = marker.args[0] if marker else 1
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     log = tmp_path / "gunicorn.log"
     LOGS.append(log)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "MLFLOW_TRACKING_URI": settings.MLFLOW_TRACKING_URI,
-        "MLFLOW_ARTIFACT_ROOT": settings.MLFLOW_ARTIFACT_ROOT,
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        # Loading imports MLflow: on a busy machine that can take longer than gunicorn's default timeout.
-        "SERVING_LOAD_WAIT": "240",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:hafnium_portal.inference_gunicorn",
-             "hafnium_portal.inference_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", workers,
-             "--timeout", "300", "--no-control-socket"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            health = requests.get(f"{base}/healthz", timeout=30)
-            if health.status_code == 200 and not health.json()["warming"]:
-                break
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with inference_process(settings, log, env=env, workers=workers, ready=lambda h: not h["warming"]) as base:
+        yield base
 
 
 def score(base, serving, body, token=None):
