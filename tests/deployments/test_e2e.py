@@ -314,6 +314,8 @@ def test_worker_killed_mid_canary_resumes_and_completes_once(serving, processes,
     published = AuditEvent.objects.filter(
         action="registry.aliases_published", object_id=str(serving.model.pk)
     )
+    # The audit event commits just after MLflow has the alias: wait for it, then check there is one.
+    assert second.wait_for(published.exists, timeout=30)
     assert [event.after.get("production") for event in published] == [2]
 
 
