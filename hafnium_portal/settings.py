@@ -311,6 +311,10 @@ SERVING_LOG_PARTITIONS_AHEAD = env.int("SERVING_LOG_PARTITIONS_AHEAD", default=7
 # PostgreSQL's work_mem for a read of a window of prediction logs (selectors.log_window): enough to
 # aggregate the window in memory (about 250 MB a million logs with 10 features).
 SERVING_LOG_READ_WORK_MEM = env.str("SERVING_LOG_READ_WORK_MEM", default="256MB")
+# PostgreSQL: a window read outside a transaction is shared over this many connections at once (each
+# aggregates its share of the window in its own backend; PostgreSQL 15 does not aggregate arrays in
+# parallel itself). 1: one connection.
+SERVING_LOG_READ_CONNECTIONS = env.int("SERVING_LOG_READ_CONNECTIONS", default=2)
 CELERY_BEAT_SCHEDULE["serving-logs-maintain"] = {
     "task": "apps.serving.tasks.logs_maintain",
     "schedule": 3600,

@@ -33,6 +33,12 @@ Where we deliberately differ, and why:
 - The metric source raising (database or Redis down) is an Error measurement, per issue 9 ("counts
   toward the consecutive-error limit, not as a failure"). Past the limit the analysis is Error and,
   as in Argo, the rollout is rolled back: a canary nobody can measure is not left taking traffic.
+- The score shift (relative change of the mean score, canary against stable) fails only when the two
+  windows' scores also differ beyond chance (Mann-Whitney U, two-sided, p < SCORE_SHIFT_ALPHA), in
+  the manner of Kayenta's judge. Fraud scores are heavy-tailed (most near 0, about 1.5% near 1): 28
+  canary answers hold none of the high ones two times in three, so their mean is often 80% under the
+  stable's by chance alone, and a threshold on the mean alone rolled healthy canaries back. A model
+  that scores differently throughout still fails on a few dozen answers (its ranks differ).
 """
 
 import enum
@@ -44,6 +50,9 @@ import numpy as np
 
 # The prediction-log status of an answer the model failed to give (apps.serving PredictionLog.Status).
 ERROR_STATUS = "error"
+# A score shift over its threshold fails only when the canary's and the stable's scores differ at
+# this significance (Mann-Whitney U, two-sided); see the module's docstring.
+SCORE_SHIFT_ALPHA = 0.01
 
 
 class PolicyError(ValueError):
@@ -118,6 +127,8 @@ class WindowStats:
     latency_p99_ms: float | None = None
     scored: int = 0
     score_sum: float = 0.0
+    # The model's own answers' scores, when the reader has them (the score shift's chance check).
+    scores: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def error_rate(self) -> float | None:
@@ -134,7 +145,7 @@ class WindowStats:
     def as_dict(self) -> dict:
         """A JSON-ready record (for the rollout's stored windows and charts)."""
         return {
-            **asdict(self),
+            **{name: value for name, value in asdict(self).items() if name != "scores"},
             "error_rate": self.error_rate,
             "fallback_share": self.fallback_share,
             "score_mean": self.score_mean,
@@ -180,6 +191,7 @@ def _window(latencies: np.ndarray, error: np.ndarray, fallback: np.ndarray, scor
         latency_p99_ms=p99,
         scored=int(np.count_nonzero(model_answer)),
         score_sum=float(score[model_answer].sum()),
+        scores=score[model_answer],
     )
 
 
@@ -340,8 +352,21 @@ def _fallback_share(spec: MetricSpec, canary: WindowStats, stable: WindowStats) 
     return canary.fallbacks / canary.requests
 
 
-def _score_shift(spec: MetricSpec, canary: WindowStats, stable: WindowStats) -> float:
-    """|mean_canary - mean_stable| / |mean_stable|: the seed's "prediction shift"."""
+@dataclass(frozen=True)
+class Judged:
+    """A metric's value with the metric's own verdict (`passed`) and a note for the message."""
+
+    value: float
+    passed: bool
+    note: str
+
+
+def _score_shift(spec: MetricSpec, canary: WindowStats, stable: WindowStats) -> float | Judged:
+    """|mean_canary - mean_stable| / |mean_stable|: the seed's "prediction shift".
+
+    Past the threshold it fails only when the scores of the two windows differ beyond chance
+    (Mann-Whitney U p < SCORE_SHIFT_ALPHA); windows without their scores are judged on the value alone.
+    """
     _need(canary.scored, spec.min_samples, "canary model answers")
     _need(stable.scored, spec.min_samples, "stable model answers")
     shift = abs(canary.score_mean - stable.score_mean)
@@ -349,11 +374,20 @@ def _score_shift(spec: MetricSpec, canary: WindowStats, stable: WindowStats) -> 
         if shift == 0:
             return 0.0
         raise _Thin("the stable mean score is 0: a relative shift is undefined")
-    return shift / abs(stable.score_mean)
+    shift /= abs(stable.score_mean)
+    if spec.comparator.holds(shift, spec.threshold) or canary.scores is None or stable.scores is None:
+        return shift
+    from scipy.stats import mannwhitneyu  # scipy is heavy and needed here only
+
+    p = float(mannwhitneyu(canary.scores, stable.scores, method="asymptotic").pvalue)
+    if p < SCORE_SHIFT_ALPHA:
+        return Judged(shift, False, f"scores differ: Mann-Whitney p = {p:.2g} < {SCORE_SHIFT_ALPHA:g}")
+    return Judged(shift, True, f"within chance: Mann-Whitney p = {p:.2g} >= {SCORE_SHIFT_ALPHA:g}")
 
 
-# How each metric's value is computed from the canary's and the stable's windows.
-METRICS: dict[str, Callable[[MetricSpec, WindowStats, WindowStats], float]] = {
+# How each metric's value is computed from the canary's and the stable's windows (a Judged value
+# carries the metric's own verdict; a plain value is held against the threshold).
+METRICS: dict[str, Callable[[MetricSpec, WindowStats, WindowStats], float | Judged]] = {
     "error_rate": _error_rate,
     "latency_p99_ms": _latency_p99,
     "fallback_share": _fallback_share,
@@ -406,15 +440,19 @@ def measure(
             )
     counts = {"canary_requests": canary.requests, "stable_requests": stable.requests}
     try:
-        value = METRICS[spec.name](spec, canary, stable)
+        result = METRICS[spec.name](spec, canary, stable)
     except _Thin as thin:
         return Measurement(**base, **counts, verdict=Verdict.INCONCLUSIVE, value=None, message=str(thin))
-    value = float(value)
+    judged = result if isinstance(result, Judged) else None
+    value = float(judged.value if judged else result)
     if not math.isfinite(value):
         return Measurement(**base, **counts, verdict=Verdict.ERROR, value=None, message=f"value is {value}")
-    passed = spec.comparator.holds(value, spec.threshold)
+    holds = spec.comparator.holds(value, spec.threshold)
+    passed = judged.passed if judged else holds
     verdict = Verdict.SUCCESSFUL if passed else Verdict.FAILED
-    message = f"{value:.6g} {spec.comparator.value} {spec.threshold:g}" + ("" if passed else ": not met")
+    message = f"{value:.6g} {spec.comparator.value} {spec.threshold:g}" + ("" if holds else ": not met")
+    if judged:
+        message += f"; {judged.note}"
     return Measurement(**base, **counts, verdict=verdict, value=value, message=message)
 
 

@@ -9,13 +9,14 @@ same definition of a percentile (linear interpolation), so both give the same an
 import json
 import math
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
 from django.conf import settings
-from django.db import DataError, connection, transaction
+from django.db import DataError, connection, connections, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -211,6 +212,30 @@ def version_stats(
                 )
     for number in versions or ():
         found.setdefault(int(number), VersionStats(0, 0, 0, None, None, None, None))
+    return found
+
+
+def version_scores(
+    model: RegisteredModel,
+    *,
+    since: datetime,
+    until: datetime,
+    versions,
+    environment: str = "production",
+    limit: int = 50_000,
+) -> dict[int, np.ndarray]:
+    """Each version's scores of its model's own answers in the window (no rules' answer, no error),
+    the latest `limit` of them, in no particular order: what a canary's score comparison ranks."""
+    found = {}
+    for number in versions:
+        rows = (
+            _window(model, since=since, until=until, environment=environment, version=int(number))
+            .filter(fallback=False)
+            .exclude(status="error")
+            .order_by("-created_at")
+            .values_list("score", flat=True)[:limit]
+        )
+        found[int(number)] = np.fromiter(rows, dtype=np.float64)
     return found
 
 
@@ -517,41 +542,76 @@ def _log_window_copy(
         versions=None if version is None else [version],
     )
     options = {"nulls_to_nan": False, "texts_as_json": False}
-    with connection.cursor() as cursor:
-        if limit is not None:  # the oldest of the latest `limit` rows bounds the window
-            if limit <= 0:
-                return None
+    if limit is not None:  # the oldest of the latest `limit` rows bounds the window
+        if limit <= 0:
+            return None
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT created_at, id FROM {table} WHERE {where} ORDER BY created_at DESC, id DESC"  # noqa: S608
                 " OFFSET %s LIMIT 1",
                 [*params, limit - 1],
             )
             first = cursor.fetchone()
-            if first is not None:
-                where += " AND (created_at, id) >= (%s, %s)"
-                params += list(first)
-        for _ in range(3):
-            try:
-                with transaction.atomic():  # arrays of different lengths cannot be aggregated: an error
-                    # The aggregation holds the window in memory (a hash of a few rows): with the
-                    # default work_mem it would sort the window on disk first.
-                    cursor.execute(
-                        "SELECT current_setting('work_mem'), set_config('work_mem', %s, true)",
-                        [settings.SERVING_LOG_READ_WORK_MEM],
-                    )
-                    work_mem = cursor.fetchone()[0]
-                    stream = b"".join(_copy(cursor, _window_query(table, where, **options), params))
-                    cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])
-                groups = [_log_group(row, **options) for row in pgcopy.rows(stream)]
-            except (DataError, psycopg.DataError, pgcopy.Unexpected, ValueError):
-                return None  # the COPY is psycopg's own: its errors are not Django's
-            except _NullFeatures:
-                options["nulls_to_nan"] = True
-            except _AmbiguousTexts:
-                options["texts_as_json"] = True
-            else:
-                return _log_window_merge(model, groups) if groups else None
+        if first is not None:
+            where += " AND (created_at, id) >= (%s, %s)"
+            params += list(first)
+    # Other connections do not see the caller's uncommitted rows: inside a transaction, one connection.
+    parts = 1 if connection.in_atomic_block else max(1, settings.SERVING_LOG_READ_CONNECTIONS)
+    for _ in range(3):
+        try:
+            groups = _read_groups(table, where, params, options, parts)
+        except (DataError, psycopg.DataError, pgcopy.Unexpected, ValueError):
+            return None  # the COPY is psycopg's own: its errors are not Django's
+        except _NullFeatures:
+            options["nulls_to_nan"] = True
+        except _AmbiguousTexts:
+            options["texts_as_json"] = True
+        else:
+            return _log_window_merge(model, groups) if groups else None
     return None
+
+
+def _read_groups(table: str, where: str, params: list, options: dict, parts: int) -> list[dict]:
+    """The window's groups, read over `parts` connections at once (each its share of the id blocks).
+
+    PostgreSQL 15 does not aggregate arrays in parallel, so a million logs cost one backend seconds;
+    each connection aggregating a share of the groups puts the server's cores to work, and the COPY
+    and numpy decoding release the GIL. Extra connections are opened for the read and closed after.
+    """
+    if parts == 1:
+        return _read_part(connection, _window_query(table, where, **options), params, options)
+    shared = f"{where} AND (id >> {CHUNK_BITS}) %% {parts} = %s"
+
+    def part(index: int) -> list[dict]:
+        if index == 0:
+            return _read_part(connection, _window_query(table, shared, **options), [*params, 0], options)
+        own = connections.create_connection(connection.alias)
+        try:
+            return _read_part(own, _window_query(table, shared, **options), [*params, index], options)
+        finally:
+            own.close()
+
+    with ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="log-window") as pool:
+        others = [pool.submit(part, index) for index in range(1, parts)]
+        groups = part(0)
+        for future in others:
+            groups += future.result()
+    return groups
+
+
+def _read_part(db, query: str, params: list, options: dict) -> list[dict]:
+    # Arrays of different lengths cannot be aggregated: an error, rolled back to the savepoint. The
+    # aggregation holds the window in memory (a hash of a few rows): with the default work_mem it
+    # would sort the window on disk first.
+    with db.cursor() as cursor, transaction.atomic(using=db.alias):
+        cursor.execute(
+            "SELECT current_setting('work_mem'), set_config('work_mem', %s, true)",
+            [settings.SERVING_LOG_READ_WORK_MEM],
+        )
+        work_mem = cursor.fetchone()[0]
+        stream = b"".join(_copy(cursor, query, params))
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])
+    return [_log_group(row, **options) for row in pgcopy.rows(stream)]
 
 
 def _copy(cursor, query: str, params: list):

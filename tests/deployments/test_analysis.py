@@ -202,6 +202,63 @@ def test_score_shift_counts_only_the_models_answers():
     assert measure(spec("score_shift"), canary, window(score_mean=0.2)).value == pytest.approx(0.0)
 
 
+def fraud_like_scores(rng, n: int, *, scale: float = 1.0, high_share: float = 0.015) -> np.ndarray:
+    """Scores shaped like a fraud model's: most near 0, a few (the fraud-like transactions) near 1."""
+    high = rng.random(n) < high_share
+    return np.where(high, rng.uniform(0.6, 1.0, n), rng.beta(1.2, 300.0, n)) * scale
+
+
+def with_scores(scores: np.ndarray) -> WindowStats:
+    n = scores.size
+    return WindowStats(
+        requests=n,
+        latency_count=n,
+        latency_p50_ms=1.0,
+        latency_p99_ms=2.0,
+        scored=n,
+        score_sum=float(scores.sum()),
+        scores=scores,
+    )
+
+
+def test_a_score_shift_by_chance_in_a_small_canary_passes():
+    # 28 canary answers from the stable's own distribution, none of them one of the rare high scores
+    # (two canaries in three look like this): the mean is far under the stable's, by chance alone.
+    rng = np.random.default_rng(5)
+    stable = fraud_like_scores(rng, 566)
+    canary = fraud_like_scores(rng, 28, high_share=0.0)
+    result = measure(spec("score_shift", min_samples=25), with_scores(canary), with_scores(stable))
+    assert result.value > 0.5  # the point value is over the 10% threshold...
+    assert result.verdict is S  # ...but the two samples do not differ beyond chance
+    assert "not met; within chance: Mann-Whitney p" in result.message
+
+
+def test_a_model_that_scores_differently_throughout_fails_on_a_small_canary():
+    # A version trained on another world scores every transaction lower: its ranks give it away.
+    rng = np.random.default_rng(5)
+    stable = fraud_like_scores(rng, 566)
+    canary = fraud_like_scores(rng, 28, scale=0.2)
+    result = measure(spec("score_shift", min_samples=25), with_scores(canary), with_scores(stable))
+    assert result.verdict is F
+    assert result.value > 0.1
+    assert "scores differ: Mann-Whitney p" in result.message
+
+
+def test_a_score_shift_within_the_threshold_passes_without_the_chance_check():
+    rng = np.random.default_rng(6)
+    stable = fraud_like_scores(rng, 5000)
+    result = measure(spec("score_shift"), with_scores(stable * 1.05), with_scores(stable))
+    assert result.verdict is S
+    assert result.value == pytest.approx(0.05)
+    assert result.message == "0.05 <= 0.1"
+
+
+def test_window_scores_stay_out_of_the_stored_record():
+    record = with_scores(np.array([0.1, 0.3])).as_dict()
+    assert "scores" not in record
+    assert record["score_mean"] == pytest.approx(0.2)
+
+
 def test_a_metric_source_that_raised_is_an_error_measurement():
     result = measure(spec("error_rate"), ConnectionError("redis down"), ConnectionError("redis down"))
     assert result.verdict is E

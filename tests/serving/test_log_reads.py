@@ -257,3 +257,51 @@ def test_rows_of_uneven_width_are_still_read(reads):
     assert window.n == 11
     assert window.transaction_id[1] == "wide"
     assert window.numeric["amount"][1] == 1.0
+
+
+def test_version_scores_are_the_models_own_answers_latest_first_limited(reads):
+    scores = selectors.version_scores(reads, since=T0, until=UNTIL, versions=[1, 2, 3])
+    # v1's 9th answer is the rules' and its 10th an error: neither is the model's score.
+    np.testing.assert_allclose(np.sort(scores[1]), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    np.testing.assert_allclose(np.sort(scores[2]), [0.2, 0.4])
+    assert scores[3].size == 0
+    latest = selectors.version_scores(reads, since=T0, until=UNTIL, versions=[1], limit=3)
+    np.testing.assert_allclose(np.sort(latest[1]), [0.6, 0.7, 0.8])
+    staged = selectors.version_scores(reads, since=T0, until=UNTIL, versions=[1], environment="staging")
+    np.testing.assert_allclose(staged[1], [0.1])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY reads are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_window_read_shared_over_two_connections_is_the_one_connection_read(reads, settings, monkeypatch):
+    # Rows in two blocks of ids, so that each connection aggregates a share of the window.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('serving_predictionlog', 'id'), "
+            "(SELECT max(id) FROM serving_predictionlog) + %s)",
+            [1 << selectors.CHUNK_BITS],  # the next block: the other connection
+        )
+    services.logs_write(
+        [entry(reads, at=T0 + timedelta(minutes=5, seconds=index), score=0.5, transaction=f"late-{index}")
+         for index in range(3)]
+    )  # fmt: skip
+    parts = []
+    read_part = selectors._read_part
+
+    def counted(db, *args):
+        groups = read_part(db, *args)
+        parts.append(len(groups))
+        return groups
+
+    monkeypatch.setattr(selectors, "_read_part", counted)
+    arguments = {"since": T0, "until": UNTIL, "version": None, "environment": "production", "limit": None}
+    settings.SERVING_LOG_READ_CONNECTIONS = 2
+    shared = selectors._log_window_copy(reads, **arguments)
+    assert len(parts) == 2
+    assert min(parts) > 0, f"each connection read a share of the groups: {parts}"
+    assert shared.n == 15
+    assert_same_window(shared, selectors._log_window_rows(reads, **arguments))
+    settings.SERVING_LOG_READ_CONNECTIONS = 1
+    parts.clear()
+    assert_same_window(selectors._log_window_copy(reads, **arguments), shared)
+    assert len(parts) == 1

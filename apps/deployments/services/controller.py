@@ -43,19 +43,20 @@ STAGING_TEST_COUNT = len(StagingTestResult.Test.values)
 
 
 def read_windows(rollout: Rollout, since: datetime, until: datetime):
-    """The canary's and the stable's window stats from the prediction logs (one SQL aggregate).
+    """The canary's and the stable's window stats from the prediction logs (one SQL aggregate, and
+    the model answers' scores for the score shift's chance check).
 
-    Mapped onto analysis.WindowStats: an error is also a fallback answer (the rules answered it), so the
-    model's own answers are requests - fallbacks; their mean score is the window's mean score.
+    Mapped onto analysis.WindowStats: the model's own answers (neither the rules' nor an error) are the
+    scores read, up to the selector's limit of the latest; their count and sum give the mean score.
     """
-    from apps.serving.selectors import version_stats
+    from apps.serving.selectors import version_scores, version_stats
 
     candidate, stable = rollout.candidate.version, rollout.stable.version
     stats = version_stats(rollout.model, since=since, until=until, versions=[candidate, stable])
+    scores = version_scores(rollout.model, since=since, until=until, versions=[candidate, stable])
 
     def window(number: int) -> analysis.WindowStats:
-        found = stats[number]
-        scored = max(found.requests - max(found.fallbacks, found.errors), 0)
+        found, own = stats[number], scores[number]
         return analysis.WindowStats(
             requests=found.requests,
             errors=found.errors,
@@ -63,8 +64,9 @@ def read_windows(rollout: Rollout, since: datetime, until: datetime):
             latency_count=found.requests if found.p99_ms is not None else 0,
             latency_p50_ms=found.p50_ms,
             latency_p99_ms=found.p99_ms,
-            scored=scored,
-            score_sum=(found.mean_score or 0.0) * scored,
+            scored=int(own.size),
+            score_sum=float(own.sum()),
+            scores=own,
         )
 
     return window(candidate), window(stable)
