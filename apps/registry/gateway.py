@@ -399,6 +399,7 @@ def load_sklearn_model(model_uri: str):
     import mlflow.sklearn
 
     with _translated_errors():
+        client()  # load_model resolves `models:/` through the process-wide URIs: set them first
         return mlflow.sklearn.load_model(model_uri)
 
 

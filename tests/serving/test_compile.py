@@ -318,3 +318,14 @@ def test_a_model_the_runtime_cannot_compile_is_recorded_and_served_by_itself(ver
     assert _artifacts(version.run_id) == ["fast_scorer/parity.json"]
     assert scorer_compile(version=version)["status"] == "exists"
     assert isinstance(scorer_load(version=version), runtime.PyfuncScorer)
+
+
+def test_the_logged_model_loads_whatever_store_the_process_pointed_at_before(version, tmp_path):
+    # A worker whose first MLflow call is this load (a rollout's staging tests) had MLflow's own
+    # default store in the process-wide URI, and `models:/m-...` was "not found" there.
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    logged = gateway.load_sklearn_model(version.source_uri)
+    assert hasattr(logged, "predict_proba")
+    assert mlflow.get_tracking_uri() != f"sqlite:///{tmp_path / 'elsewhere.db'}"
