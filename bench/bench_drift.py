@@ -11,7 +11,8 @@ For each window, every feature gets KS (statistic and p-value), PSI and JS over 
   squared, and `scipy.stats.ks_2samp` (method "auto");
 - ours, cold: `drift.compare_table(reference, window)` (builds the references: sorts each reference column);
 - ours, warm: references built once beforehand (`drift.build_reference`, as a drift run gets them from the
-  training run), then `summarise` + `compare_summaries`: what a scheduled run costs;
+  training run), then `summarise_table` (the columns on one thread per CPU, as a drift run's chunk) +
+  `compare_summaries`: what a scheduled run costs;
 - ours, chunked: the window cut into --chunks pieces, each summarised alone (as on several workers),
   the summaries added and compared: must give exactly the warm result;
 - with --postgres (DATABASE_URL naming a migrated PostgreSQL database): the window is first written as
@@ -102,8 +103,7 @@ def as_tuples(results: dict) -> dict[str, tuple]:
 
 
 def warm(references: dict, current: dict[str, np.ndarray]) -> dict:
-    summaries = {name: built.summarise(current[name]) for name, built in references.items()}
-    return drift.compare_summaries(references, summaries)
+    return drift.compare_summaries(references, drift.summarise_table(references, current))
 
 
 def chunked(references: dict, current: dict[str, np.ndarray], chunks: int) -> dict:
@@ -224,8 +224,7 @@ def postgres_window(current: dict[str, np.ndarray], references: dict) -> tuple[f
         window = log_window(model, since=end - timedelta(days=1), until=end + timedelta(seconds=1), version=1)
         read = time.perf_counter() - started
         started = time.perf_counter()
-        summaries = {name: built.summarise(window.numeric[name]) for name, built in references.items()}
-        results = drift.compare_summaries(references, summaries)
+        results = drift.compare_summaries(references, drift.summarise_table(references, window.numeric))
         statistics = time.perf_counter() - started
         assert window.n == rows
     finally:

@@ -81,7 +81,9 @@ Verdicts (per statistic minimum windows; tiers; persistence)
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
@@ -414,12 +416,11 @@ class ReferenceBins:
         ordered = np.sort(present)
         ks_le = ks_lt = None
         if self.values is not None and ordered.size >= self.values.size:
-            ks_le = np.searchsorted(ordered, self.values, side="right").astype(np.int64)
+            ks_le = np.searchsorted(ordered, self.values, side="right").astype(np.int64, copy=False)
             ks_lt = ks_le.copy()
-            below = ks_le - 1
-            hit = below >= 0
-            tied = np.zeros(self.values.size, dtype=bool)
-            tied[hit] = ordered[below[hit]] == self.values[hit]
+            # a_u is in the chunk exactly when the chunk's last value <= a_u equals it
+            tied = ordered[np.maximum(ks_le - 1, 0)] == self.values
+            tied &= ks_le > 0
             if tied.any():
                 ks_lt[tied] = np.searchsorted(ordered, self.values[tied], side="left")
         elif self.values is not None:
@@ -450,8 +451,10 @@ class ReferenceBins:
             return None
         m = summary.n
         ref_at, ref_before = self._reference_cdf
-        d_plus = np.max(ref_at - summary.ks_le / m)
-        d_minus = np.max(summary.ks_lt / m - ref_before)
+        current = np.divide(summary.ks_le, m)
+        d_plus = np.max(np.subtract(ref_at, current, out=current))
+        current = np.divide(summary.ks_lt, m, out=current)
+        d_minus = np.max(np.subtract(current, ref_before, out=current))
         # beyond the last reference value F_ref = 1 >= F_cur, covered by d_plus at a_{U-1}
         return float(max(d_plus, d_minus, 0.0))
 
@@ -859,6 +862,28 @@ def build_reference(values, *, bins: int = 10, components: int = 3) -> Reference
     return CategoryBins.from_sample(values)
 
 
+def summarise_table(
+    references: Mapping[str, Reference], current: Mapping[str, np.ndarray], *, threads: int | None = None
+) -> dict[str, Summary]:
+    """Every column's summary, `threads` columns at a time (default: one per CPU).
+
+    The work of a numeric column is one sort and one search, both of which numpy runs without the
+    GIL, so the columns of a large window are summarised on all the cores of one process (on 2 cores,
+    1M rows x 20 features take about 0.55 s instead of 1 s; bench/bench_drift.py).
+    """
+    missing = sorted(set(references) - set(current))
+    if missing:
+        raise ValueError(f"no current data for: {', '.join(missing)}")
+    threads = min(len(references), threads or os.cpu_count() or 1)
+    if threads <= 1:
+        return {name: reference.summarise(current[name]) for name, reference in references.items()}
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drift") as pool:
+        futures = {
+            name: pool.submit(reference.summarise, current[name]) for name, reference in references.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
 def compare_summaries(
     references: Mapping[str, Reference],
     summaries: Mapping[str, Summary],
@@ -896,11 +921,7 @@ def compare_table(
 ) -> dict[str, FeatureDrift | EmbeddingDrift]:
     """compare()/compare_categorical()/compare_embedding() of every column, with BH across them."""
     references = {name: build_reference(values, bins=bins) for name, values in reference.items()}
-    missing = sorted(set(references) - set(current))
-    if missing:
-        raise ValueError(f"no current data for: {', '.join(missing)}")
-    summaries = {name: built.summarise(current[name]) for name, built in references.items()}
-    return compare_summaries(references, summaries, thresholds=thresholds)
+    return compare_summaries(references, summarise_table(references, current), thresholds=thresholds)
 
 
 def _informative_bins(result: FeatureDrift) -> int:

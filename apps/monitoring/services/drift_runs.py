@@ -140,13 +140,12 @@ def decline_threshold(model: RegisteredModel) -> float:
 
 def summarise_window(references: References, window, *, decline_at: float) -> dict:
     """The mergeable summary of one chunk of the window (plain JSON, a chord's result)."""
-    features = {}
-    for name, bins in references.numeric.items():
-        values = window.numeric.get(name)
-        features[name] = bins.summarise(np.empty(0) if values is None else values).to_dict()
-    for name, bins in references.categorical.items():
-        values = window.categorical.get(name)
-        features[name] = bins.summarise(np.empty(0, dtype=object) if values is None else values).to_dict()
+    columns = {name: window.numeric.get(name, np.empty(0)) for name in references.numeric}
+    columns |= {
+        name: window.categorical.get(name, np.empty(0, dtype=object)) for name in references.categorical
+    }
+    summaries = drift.summarise_table({**references.numeric, **references.categorical}, columns)
+    features = {name: summary.to_dict() for name, summary in summaries.items()}
     embedding = None
     if references.embedding is not None:
         rows = window.embedding

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -61,10 +62,13 @@ def drift_schedules_sweep() -> dict:
             drift_schedule_ensure(model=model)
             created += 1
     now = timezone.now()
-    stuck = DriftRun.objects.filter(status=DriftRun.Status.QUEUED, created_at__lt=now - STALE_QUEUED).union(
-        DriftRun.objects.filter(status=DriftRun.Status.RUNNING, claimed_until__lt=now)
+    # One filter, not a union: SQLite (make run's database) refuses the model's ordering in a union.
+    resumed = list(
+        DriftRun.objects.filter(
+            Q(status=DriftRun.Status.QUEUED, created_at__lt=now - STALE_QUEUED)
+            | Q(status=DriftRun.Status.RUNNING, claimed_until__lt=now)
+        ).values_list("pk", flat=True)
     )
-    resumed = [run.pk for run in stuck]
     for pk in resumed:
         enqueue("apps.monitoring.tasks_drift.drift_run_execute", pk, task_id=f"drift-run-{pk}-resume")
     return {"schedules_created": created, "runs_resumed": resumed}
