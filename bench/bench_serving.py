@@ -8,12 +8,12 @@ compiled at registration) is served, one after the other in one run, by:
 - mlflow: `mlflow models serve --env-manager local -w N` on the version's logged model (`/invocations`,
   one `dataframe_records` row; MLflow's pyfunc answers the class, ours the probability).
 
-Each is offered 50, 100, 200, 400, 600 and 800 requests per second for 30 s each (open loop:
-request i leaves at start + i / rps whatever came back before, and its latency counts from then, so a
-server that falls behind is not hidden by the client slowing down). Reported per load: p50 and p99 latency, the error rate
-(anything but a 200, timeouts and requests the client could not send in time included) and the rate
-achieved; then the highest load each sustained (p99 <= 100 ms, errors <= 0.1%: the service's SLOs) and
-the ratio. Before the load, both answer the same 200 transactions: MLflow's class must be ours
+Each is offered 50, 100, 200, 400, 600 and 800 requests per second for 30 s each (open loop: request i
+leaves at start + i / rps whatever came back before, and its latency counts from then, so a server that
+falls behind is not hidden by the client slowing down). Reported per load: p50 and p99 latency, the
+error rate (anything but a 200, timeouts and requests the client could not send in time included) and
+the rate achieved; then the highest load each sustained (p99 <= 100 ms, errors <= 0.1%: the service's
+SLOs) and the ratio. Before the load, both answer the same 200 transactions: MLflow's class must be ours
 thresholded at 0.5 (else the bench fails, exit 1: they would not be serving the same model).
 
     python bench/bench_serving.py [--duration 30] [--loads 50 100 200 400 600 800] [--workers 2]
