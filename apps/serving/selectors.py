@@ -583,13 +583,13 @@ def _read_groups(table: str, where: str, params: list, options: dict, parts: int
     shared = f"{where} AND (id >> {CHUNK_BITS}) %% {parts} = %s"
 
     def part(index: int) -> list[dict]:
+        query, arguments = _window_query(table, shared, **options), [*params, index]
         if index == 0:
-            return _read_part(connection, _window_query(table, shared, **options), [*params, 0], options)
-        own = connections.create_connection(connection.alias)
-        try:
-            return _read_part(own, _window_query(table, shared, **options), [*params, index], options)
+            return _read_part(connection, query, arguments, options)
+        try:  # a pool thread: its own connection (Django's are per thread), closed when done
+            return _read_part(connections[connection.alias], query, arguments, options)
         finally:
-            own.close()
+            connections[connection.alias].close()
 
     with ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="log-window") as pool:
         others = [pool.submit(part, index) for index in range(1, parts)]
