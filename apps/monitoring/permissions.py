@@ -32,3 +32,25 @@ def can_start_drift_run(user, model) -> bool:
 def check_start_drift_run(user, model) -> None:
     if not can_start_drift_run(user, model):
         raise PermissionDenied(RUN_REFUSED)
+
+
+# Who may close an investigation (what was found, written down): the model's team and owners, who were
+# asked to look, and the ML engineers and model risk, who act on what they find.
+CLOSE_ROLES = frozenset({Role.ML_ENGINEER, Role.MODEL_RISK})
+CLOSE_REFUSED = "Only the model's team, ML engineers and model risk may close an investigation."
+
+
+def can_close_investigation(user, model) -> bool:
+    if not user.is_authenticated:
+        return False
+    return (
+        user.is_superuser
+        or bool(CLOSE_ROLES.intersection(roles_of(user)))
+        or user.has_perm("registry.request_promotion", model)
+        or model.owners.filter(pk=user.pk).exists()
+    )
+
+
+def check_close_investigation(user, model) -> None:
+    if not can_close_investigation(user, model):
+        raise PermissionDenied(CLOSE_REFUSED)

@@ -12,5 +12,10 @@ urlpatterns = [
     path("drift/runs/<int:pk>/progress", views_drift.run_progress, name="drift_run_progress"),
     path("drift/runs/<int:pk>/export", views_drift.report_export, name="drift_report_export"),
     path("drift/models/<modelname:name>/run", views_drift.run_start, name="drift_run_start"),
+    path(
+        "drift/investigations/<int:pk>/close",
+        views_drift.investigation_close_view,
+        name="investigation_close",
+    ),
     path("<modelname:name>/slo/", views_slo.dashboard, name="slo-dashboard"),
 ]

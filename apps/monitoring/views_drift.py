@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
 from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -19,8 +19,15 @@ from hafnium_portal.errors import DomainError
 
 from . import charts_drift, selectors
 from .forms_drift import DriftReportFilterForm
-from .models import DriftRun
-from .permissions import can_start_drift_run, check_start_drift_run, drift_run_for_user
+from .models import DriftRun, Investigation
+from .permissions import (
+    can_close_investigation,
+    can_start_drift_run,
+    check_close_investigation,
+    check_start_drift_run,
+    drift_run_for_user,
+)
+from .services.drift_responses import investigation_close
 from .services.drift_runs import drift_run_request
 
 PAGE_SIZE = 25
@@ -77,6 +84,7 @@ def report_detail(request, pk: int):
     run = drift_run_for_user(request.user, pk)
     context = _report_context(run)
     context["may_run"] = can_start_drift_run(request.user, run.model)
+    context["may_close"] = can_close_investigation(request.user, run.model)
     return render(request, "monitoring/drift_report.html", context)
 
 
@@ -134,3 +142,24 @@ def run_start(request, name: str):
         messages.error(request, str(exc))
         return redirect("monitoring:drift_reports")
     return redirect("monitoring:drift_report", pk=run.pk)
+
+
+@login_required
+@require_POST
+def investigation_close_view(request, pk: int):
+    """Close an open investigation with a note of what was found; back to the report it came from."""
+    investigation = get_object_or_404(
+        Investigation.objects.filter(model__in=models_visible_to(request.user)).select_related("model"), pk=pk
+    )
+    check_close_investigation(request.user, investigation.model)
+    try:
+        investigation_close(
+            actor=request.user, investigation=investigation, note=request.POST.get("note", "")
+        )
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Investigation #{investigation.pk} of {investigation.model.name} closed.")
+    if investigation.run_id is not None:
+        return redirect("monitoring:drift_report", pk=investigation.run_id)
+    return redirect("monitoring:drift_reports")

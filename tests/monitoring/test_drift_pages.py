@@ -215,3 +215,59 @@ def test_the_home_card_shows_the_latest_verdict_of_each_production_model(as_pers
     assert f'href="/monitoring/drift/runs/{latest.pk}/"'.encode() in response.content
     assert response.content.count(b'data-testid="drift-verdict"') == 1
     assert b'data-testid="card-drift-verdicts"' not in as_person("outsider").get("/").content
+
+
+@pytest.fixture
+def investigation(report, data_scientist):
+    from apps.monitoring.models import Investigation
+
+    report.model.owners.add(data_scientist)
+    return Investigation.objects.create(model=report.model, run=report, reason="prediction shift: mean +50%")
+
+
+@pytest.mark.parametrize(
+    ("person", "status", "closed"),
+    [("anonymous", 302, False), ("data_scientist", 302, True), ("ml_engineer", 302, True),
+     ("model_risk", 302, True), ("manager", 403, False), ("compliance", 403, False),
+     ("other_data_scientist", 404, False), ("outsider", 404, False)],
+)  # fmt: skip
+def test_who_may_close_an_investigation(request, as_person, investigation, person, status, closed):
+    from apps.audit.models import AuditEvent
+
+    response = as_person(person).post(
+        f"/monitoring/drift/investigations/{investigation.pk}/close", {"note": "a new merchant mix, expected"}
+    )
+    assert response.status_code == status
+    investigation.refresh_from_db()
+    assert (investigation.status == "closed") is closed
+    assert AuditEvent.objects.filter(action="monitoring.investigation_closed").exists() is closed
+    if closed:
+        assert response["Location"] == f"/monitoring/drift/runs/{investigation.run_id}/"
+        assert investigation.note == "a new merchant mix, expected"
+        assert investigation.closed_by == request.getfixturevalue(person)
+        assert investigation.closed_at is not None
+
+
+def test_closing_needs_a_note_and_happens_once(as_person, investigation):
+    client = as_person("ml_engineer")
+    url = f"/monitoring/drift/investigations/{investigation.pk}/close"
+    report = f"/monitoring/drift/runs/{investigation.run_id}/"
+    assert b'data-testid="close-investigation"' in client.get(report).content
+    assert b'data-testid="close-investigation"' not in as_person("manager").get(report).content
+
+    empty = client.post(url, {"note": "   "}, follow=True)
+    assert b"a note is needed" in empty.content
+    too_long = client.post(url, {"note": "x" * 5001}, follow=True)
+    assert b"at most 5000" in too_long.content
+    investigation.refresh_from_db()
+    assert investigation.status == "open"
+
+    client.post(url, {"note": "seasonal"})
+    again = client.post(url, {"note": "seasonal again"}, follow=True)
+    assert b"already closed" in again.content
+    investigation.refresh_from_db()
+    assert investigation.note == "seasonal"
+    after = client.get(report)
+    assert b'data-testid="close-investigation"' not in after.content
+    assert b'data-testid="investigations"' not in after.content
+    assert client.get(url).status_code == 405

@@ -20,12 +20,15 @@ import logging
 
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.accounts.services import system_actor
 from apps.audit.services import audit_record
+from hafnium_portal.errors import Conflict, DomainError
 
 from .. import drift
 from ..models import DriftResponse, DriftRun, Investigation
+from ..permissions import check_close_investigation
 from .drift_retrain import retraining_request
 from .drift_runs import plain
 
@@ -187,3 +190,31 @@ def drift_run_respond(*, run: DriftRun) -> list[DriftResponse]:
 
         responses.append(_respond(run, Kind.ROLLBACK, reason, roll_back))
     return responses
+
+
+NOTE_MAX = 5000
+
+
+def investigation_close(*, actor, investigation: Investigation, note: str) -> Investigation:
+    """Close an open investigation with what was found (compare-and-set: closing twice is refused)."""
+    check_close_investigation(actor, investigation.model)
+    note = (note or "").strip()
+    if not note:
+        raise DomainError("Say what was found: a note is needed to close an investigation.")
+    if len(note) > NOTE_MAX:
+        raise DomainError(f"The note is {len(note)} characters long; at most {NOTE_MAX}.")
+    with transaction.atomic():
+        closed = Investigation.objects.filter(pk=investigation.pk, status=Investigation.Status.OPEN).update(
+            status=Investigation.Status.CLOSED, closed_by=actor, closed_at=timezone.now(), note=note
+        )
+        if not closed:
+            raise Conflict("This investigation is already closed.")
+        investigation.refresh_from_db()
+        audit_record(
+            actor=actor,
+            action="monitoring.investigation_closed",
+            obj=investigation,
+            before={"status": Investigation.Status.OPEN},
+            after={"status": investigation.status, "note": note, "model": investigation.model.name},
+        )
+    return investigation
