@@ -299,6 +299,9 @@ def test_a_window_read_shared_over_two_connections_is_the_one_connection_read(re
     shared = selectors._log_window_copy(reads, **arguments)
     assert len(parts) == 2
     assert min(parts) > 0, f"each connection read a share of the groups: {parts}"
+    with connection.cursor() as cursor:  # the read's own connection is closed again
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        assert cursor.fetchone()[0] == 1
     assert shared.n == 15
     assert_same_window(shared, selectors._log_window_rows(reads, **arguments))
     settings.SERVING_LOG_READ_CONNECTIONS = 1
