@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from apps.deployments.forms import NoteForm
 from apps.registry.models import Stage
 from apps.registry.permissions import model_for_user
 from apps.registry.selectors import models_visible_to
@@ -150,10 +151,9 @@ def investigation_close_view(request, pk: int):
     investigation = get_object_or_404(
         Investigation.objects.filter(model__in=models_visible_to(request.user)).select_related("model"), pk=pk
     )
-    try:  # the service checks the caller's right (403)
-        investigation_close(
-            actor=request.user, investigation=investigation, note=request.POST.get("note", "")
-        )
+    try:  # the form refuses a malformed note (NUL, too long); the service checks the caller's right (403)
+        note = NoteForm(request.POST).text()
+        investigation_close(actor=request.user, investigation=investigation, note=note)
     except DomainError as exc:
         messages.error(request, str(exc))
     else:

@@ -257,8 +257,10 @@ def test_closing_needs_a_note_and_happens_once(as_person, investigation):
 
     empty = client.post(url, {"note": "   "}, follow=True)
     assert b"a note is needed" in empty.content
-    too_long = client.post(url, {"note": "x" * 5001}, follow=True)
-    assert b"at most 5000" in too_long.content
+    too_long = client.post(url, {"note": "x" * 2001}, follow=True)
+    assert b"at most 2000 characters" in too_long.content
+    nul = client.post(url, {"note": "found\x00it"}, follow=True)
+    assert b"Null characters are not allowed" in nul.content
     investigation.refresh_from_db()
     assert investigation.status == "open"
 
